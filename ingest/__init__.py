@@ -1,0 +1,1 @@
+"""Ingest package: source readers, normalisation, PII hashing, COPY loaders, ledger, scenario generator."""

@@ -1,0 +1,197 @@
+"""Load landed files into raw.* with COPY, one transaction per file, recorded in audit.load_ledger.
+
+Idempotent by construction: a file whose content was already loaded for the same source,
+reporter and day adds nothing (a `skipped_duplicate` ledger row); a revised file replaces the
+earlier version's rows in the same transaction; a file that cannot be read is quarantined with
+its reason and the night goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from ingest.config import ConnInfo
+from ingest.feeds import SPECS, FeedSpec, Rejection
+from ingest.readers import UnreadableFile, read
+
+log = logging.getLogger(__name__)
+LOADER_ROLE = "gov_loader"
+REJECT_COLUMNS = ("load_id", "row_number", "column_name", "reason_code", "message", "raw_record")
+META_COLUMNS = ("_load_id", "_source_file", "_row_number", "_service_date", "_reporter_code")
+
+
+@dataclass
+class FileResult:
+    path: Path
+    source: str
+    reporter_code: str
+    service_date: date
+    status: str
+    load_id: int | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    error: str | None = None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def landed_files(landing: Path, source: str, day: date, reporter: str | None = None) -> list[Path]:
+    spec = SPECS[source]
+    folder = landing / source / day.isoformat()
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if reporter:
+        files = [p for p in files if p.stem == reporter]
+    # anything that is not the feed's format is still recorded, then quarantined
+    return [p for p in files if p.suffix.lower() == f".{spec.extension}" or not p.name.endswith("~")]
+
+
+def connect(wh: ConnInfo) -> psycopg.Connection:
+    conn = psycopg.connect(wh.conninfo())
+    conn.execute(f"set role {LOADER_ROLE}")
+    conn.commit()
+    return conn
+
+
+def load_night(wh: ConnInfo, landing: Path, source: str, day: date, reporter: str | None = None) -> list[FileResult]:
+    with connect(wh) as conn:
+        results = [load_file(conn, source, day, path) for path in landed_files(landing, source, day, reporter)]
+    log.info("%s %s: %d files, %d rows loaded, %d rejected, %d quarantined", source, day, len(results),
+             sum(r.rows_loaded for r in results), sum(r.rows_rejected for r in results),
+             sum(r.status == "quarantined" for r in results))
+    return results
+
+
+def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> FileResult:
+    """Load one file in its own transaction on `conn` (a connection from `connect`)."""
+    spec = SPECS[source]
+    reporter = path.stem
+    sha = sha256_of(path)
+    result = FileResult(path, source, reporter, day, status="loading")
+    try:
+        with conn.transaction():
+            _load_in_transaction(conn, spec, path, reporter, day, sha, result)
+    except UnreadableFile as err:
+        result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
+        result.rows_read = result.rows_loaded = result.rows_rejected = 0
+        with conn.transaction():
+            _quarantine(conn, spec, path, reporter, day, sha, result)
+    return result
+
+
+def _lock_key(source: str, reporter: str, day: date) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{source}|{reporter}|{day}".encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date,
+                         sha: str, result: FileResult) -> None:
+    # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
+    conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
+    current = conn.execute(
+        """select load_id, content_sha256, status from audit.load_ledger
+           where source = %s and reporter_code = %s and service_date = %s
+             and status in ('loaded', 'quarantined')
+           order by load_id desc limit 1""",
+        (spec.source, reporter, day),
+    ).fetchone()
+    if current and current[1] == sha:
+        result.status = "skipped_duplicate"
+        result.load_id = conn.execute(
+            """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+                 file_bytes, status, finished_at, error)
+               values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
+            (spec.source, reporter, day, str(path), sha, path.stat().st_size,
+             f"same content as load {current[0]}"),
+        ).fetchone()[0]
+        return
+
+    load_id = conn.execute(
+        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+             file_bytes, status)
+           values (%s, %s, %s, %s, %s, %s, 'loading') returning load_id""",
+        (spec.source, reporter, day, str(path), sha, path.stat().st_size),
+    ).fetchone()[0]
+    result.load_id = load_id
+    rejections = _copy_rows(conn, spec, path, reporter, day, load_id, result)
+    _write_rejections(conn, load_id, rejections)
+    if current and current[2] == "loaded":
+        # a revised file: the earlier version's rows go, in this same transaction
+        conn.execute(f"delete from {spec.table} where _load_id = %s", (current[0],))
+        conn.execute("update audit.load_ledger set status = 'replaced', replaced_by = %s where load_id = %s",
+                     (load_id, current[0]))
+    result.status = "loaded"
+    conn.execute(
+        """update audit.load_ledger set status = 'loaded', rows_read = %s, rows_loaded = %s,
+             rows_rejected = %s, finished_at = now() where load_id = %s""",
+        (result.rows_read, result.rows_loaded, result.rows_rejected, load_id),
+    )
+
+
+def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, load_id: int,
+               result: FileResult) -> list[Rejection]:
+    columns = list(META_COLUMNS) + spec.raw_columns
+    meta = (load_id, str(path), None, day, reporter)
+    rejections: list[Rejection] = []
+    copy_sql = f"copy {spec.table} ({', '.join(columns)}) from stdin"
+    with conn.cursor().copy(copy_sql) as copy:
+        for item in read(spec, path):
+            result.rows_read += 1
+            if isinstance(item, Rejection):
+                rejections.append(item)
+                continue
+            row_number, record = item
+            row, rejection = spec.normalise(row_number, record, reporter, path.name)
+            if rejection is not None:
+                rejections.append(rejection)
+                continue
+            copy.write_row((meta[0], meta[1], row_number, meta[3], meta[4], *(row[c] for c in spec.raw_columns)))
+            result.rows_loaded += 1
+    result.rows_rejected = len(rejections)
+    return rejections
+
+
+def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[Rejection]) -> None:
+    if not rejections:
+        return
+    with conn.cursor().copy(f"copy audit.rejected_rows ({', '.join(REJECT_COLUMNS)}) from stdin") as copy:
+        for r in rejections:
+            copy.write_row((load_id, r.row_number, r.column, r.reason_code, r.message,
+                            json.dumps(r.raw_record, ensure_ascii=False, default=str)))
+
+
+def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, sha: str,
+                result: FileResult) -> None:
+    conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
+    already = conn.execute(
+        """select load_id from audit.load_ledger where source = %s and reporter_code = %s
+             and service_date = %s and content_sha256 = %s and status = 'quarantined'""",
+        (spec.source, reporter, day, sha),
+    ).fetchone()
+    if already:
+        result.load_id = already[0]
+        return
+    log.warning("quarantined %s: %s", path, result.error)
+    result.load_id = conn.execute(
+        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+             file_bytes, status, error, finished_at)
+           values (%s, %s, %s, %s, %s, %s, 'quarantined', %s, now()) returning load_id""",
+        (spec.source, reporter, day, str(path), sha, path.stat().st_size, result.error),
+    ).fetchone()[0]
+
+

@@ -1,0 +1,174 @@
+-- Idempotent bootstrap of the warehouse: roles, schemas, raw and audit tables, grants.
+-- Run by an administrator (the WAREHOUSE_URL user); everything after runs under the three roles.
+
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'gov_loader') then
+    create role gov_loader login;
+  end if;
+  if not exists (select from pg_roles where rolname = 'gov_transformer') then
+    create role gov_transformer login;
+  end if;
+  if not exists (select from pg_roles where rolname = 'gov_bi_reader') then
+    create role gov_bi_reader login;
+  end if;
+end $$;
+
+create schema if not exists raw authorization gov_loader;
+create schema if not exists audit authorization gov_loader;
+create schema if not exists staging authorization gov_transformer;
+create schema if not exists intermediate authorization gov_transformer;
+create schema if not exists snapshots authorization gov_transformer;
+create schema if not exists marts authorization gov_transformer;
+create schema if not exists seeds authorization gov_transformer;
+
+-- BI sees marts and nothing else; the transformer reads what the loader wrote.
+revoke all on schema public from public;
+grant usage on schema public to gov_loader, gov_transformer;
+grant create on database current_database_placeholder to gov_transformer;
+grant usage on schema raw, audit to gov_transformer;
+grant usage on schema marts to gov_bi_reader;
+
+set role gov_loader;
+
+create table if not exists audit.load_ledger (
+  load_id         bigserial primary key,
+  source          text not null check (source in ('streets', 'canteens', 'assistance')),
+  reporter_code   text,
+  service_date    date,
+  file_path       text not null,
+  content_sha256  text,
+  file_bytes      bigint,
+  rows_read       integer not null default 0,
+  rows_loaded     integer not null default 0,
+  rows_rejected   integer not null default 0,
+  status          text not null check (status in ('loading', 'loaded', 'skipped_duplicate', 'replaced', 'quarantined', 'failed')),
+  error           text,
+  replaced_by     bigint references audit.load_ledger (load_id),
+  started_at      timestamptz not null default now(),
+  finished_at     timestamptz,
+  check (status not in ('loaded', 'replaced') or rows_read = rows_loaded + rows_rejected)
+);
+create index if not exists load_ledger_key on audit.load_ledger (source, reporter_code, service_date);
+comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/quarantined/failed).';
+
+create table if not exists audit.rejected_rows (
+  load_id      bigint not null references audit.load_ledger (load_id),
+  row_number   integer,
+  column_name  text,
+  reason_code  text not null,
+  message      text not null,
+  raw_record   jsonb
+);
+create index if not exists rejected_rows_load on audit.rejected_rows (load_id);
+comment on table audit.rejected_rows is 'Rows kept out of raw, with the reason; personal data already hashed.';
+
+create table if not exists audit.dq_results (
+  run_id            text not null,
+  service_date      date,
+  suite             text not null,
+  expectation       text not null,
+  column_name       text,
+  severity          text not null check (severity in ('warn', 'fail')),
+  success           boolean not null,
+  observed_value    text,
+  unexpected_count  bigint,
+  details           jsonb,
+  checked_at        timestamptz not null default now()
+);
+create index if not exists dq_results_day on audit.dq_results (service_date, suite);
+
+create table if not exists audit.summary_sends (
+  service_date   date not null,
+  recipient_key  text not null,
+  scope_level    text not null,
+  scope_code     text not null,
+  message_id     text not null,
+  subject        text not null,
+  sent_at        timestamptz not null default now(),
+  primary key (service_date, recipient_key)
+);
+comment on table audit.summary_sends is 'Send ledger of the morning summary: one message per recipient per service day.';
+
+-- Raw feeds: typed, append-only, PII already hashed by the reader.
+create table if not exists raw.streets_compounds (
+  _load_id             bigint not null,
+  _source_file         text not null,
+  _row_number          integer not null,
+  _service_date        date not null,
+  _reporter_code       text not null,
+  compound_code        text,
+  name                 text,
+  community_code       text,
+  households           integer,
+  building_area_m2     numeric(12, 2),
+  buildings            integer,
+  property_mode        text,
+  property_company     text,
+  subsidy_start_month  date,
+  party_org_type       text,
+  party_org_since      date,
+  owners_committee     text,
+  building_heads       integer,
+  unit_heads           integer,
+  service_station      boolean
+);
+create index if not exists streets_compounds_day on raw.streets_compounds (_service_date);
+create index if not exists streets_compounds_load on raw.streets_compounds (_load_id);
+
+create table if not exists raw.canteens_meals (
+  _load_id           bigint not null,
+  _source_file       text not null,
+  _row_number        integer not null,
+  _service_date      date not null,
+  _reporter_code     text not null,
+  record_id          text,
+  canteen_code       text,
+  served_at          timestamptz,
+  meal               text,
+  diner_category     text,
+  diner_card_hash    text,
+  diner_card_masked  text,
+  age                integer,
+  price_yuan         numeric(10, 2),
+  subsidy_yuan       numeric(10, 2),
+  payment_method     text
+);
+create index if not exists canteens_meals_day on raw.canteens_meals (_service_date);
+create index if not exists canteens_meals_load on raw.canteens_meals (_load_id);
+
+create table if not exists raw.assistance_case_events (
+  _load_id                bigint not null,
+  _source_file            text not null,
+  _row_number             integer not null,
+  _service_date           date not null,
+  _reporter_code          text not null,
+  service_request_id      text,
+  point_code              text,
+  event                   text,
+  event_at                timestamptz,
+  service_code            text,
+  channel                 text,
+  compound_code           text,
+  handler                 text,
+  agency_responsible      text,
+  people_served           integer,
+  satisfaction            integer,
+  requester_name_hash     text,
+  requester_phone_hash    text,
+  requester_phone_masked  text,
+  requester_id_hash       text,
+  requester_id_valid      boolean,
+  status_notes            text
+);
+create index if not exists assistance_events_day on raw.assistance_case_events (_service_date);
+create index if not exists assistance_events_load on raw.assistance_case_events (_load_id);
+
+grant select on all tables in schema raw to gov_transformer;
+grant select on all tables in schema audit to gov_transformer;
+alter default privileges for role gov_loader in schema raw grant select on tables to gov_transformer;
+alter default privileges for role gov_loader in schema audit grant select on tables to gov_transformer;
+
+reset role;
+-- BI reads what the transformer publishes in marts, now and later.
+alter default privileges for role gov_transformer in schema marts grant select on tables to gov_bi_reader;
