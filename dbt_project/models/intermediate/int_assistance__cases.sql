@@ -1,5 +1,7 @@
 -- One row per case: the lifecycle assembled from its events.
 -- resolved_at is the first resolution, by the grid (resolved) or by a department (dept_resolved).
+-- A case whose 'received' event predates the warehouse's history still has a row (received_at null),
+-- so that its resolution counts on the day it happens.
 with events as (
     select * from {{ ref('stg_assistance__case_events') }}
 ),
@@ -7,10 +9,9 @@ with events as (
 received as (
     select distinct on (service_request_id)
         service_request_id, point_code, street_code, district_code, compound_code, service_code, channel,
-        people_served, event_at as received_at
+        people_served, case when event = 'received' then event_at end as received_at
     from events
-    where event = 'received'
-    order by service_request_id, event_at
+    order by service_request_id, (event = 'received') desc, event_at
 ),
 
 stages as (
@@ -49,9 +50,9 @@ select
     s.escalated_at is not null as escalated,
     round((extract(epoch from s.resolved_at - r.received_at) / 3600.0)::numeric, 2) as hours_to_resolve,
     -- 解决不隔夜: resolved before 09:00 (Asia/Shanghai) of the day after receipt
-    coalesce(
+    case when r.received_at is not null then coalesce(
         s.resolved_at < ((({{ local_date('r.received_at') }}) + 1) + time '09:00') at time zone 'Asia/Shanghai',
         false
-    ) as resolved_overnight
+    ) end as resolved_overnight
 from received as r
 left join stages as s using (service_request_id)

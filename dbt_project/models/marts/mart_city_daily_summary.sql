@@ -34,6 +34,7 @@ received as (
         sum(people_served) as people_served,
         count(*) filter (where escalated) as cases_escalated
     from cases
+    where received_date is not null
     group by received_date
 ),
 
@@ -50,6 +51,7 @@ overnight as (
         count(*) as overnight_cohort,
         count(*) filter (where resolved_overnight) as overnight_resolved
     from cases
+    where received_date is not null
     group by received_date
 ),
 

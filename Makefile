@@ -1,0 +1,65 @@
+# Community-governance warehouse: one command to try it, one to test it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .local/tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced-stamp
+DAY ?= 2023-11-07
+export XDG_RUNTIME_DIR ?= /tmp
+export GX_ANALYTICS_ENABLED := False
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+
+.PHONY: help setup warehouse generate run demo stop test lint airflow clean
+
+help:
+	@echo "make demo                  set up, generate one night ($(DAY)), run it through Airflow, show where to look"
+	@echo "make generate DAY=…        write the Taiyuan scenario's files for a service day into LANDING_DIR"
+	@echo "make run DAY=…             run the nightly DAG through Airflow over LANDING_DIR for that day"
+	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
+	@echo "make airflow               run Airflow locally (UI on http://localhost:8080)"
+	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# The environment comes from the committed lock file only.
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(STAMP)
+
+warehouse: setup
+	@$(PY) -m ingest warehouse
+
+generate: setup
+	$(PY) -m ingest generate --day $(DAY)
+
+run: setup
+	$(PY) -m ingest run --day $(DAY)
+
+demo: setup
+	$(PY) -m ingest generate --day $(DAY)
+	$(PY) -m ingest run --day $(DAY)
+
+stop: setup
+	@$(PY) -m ingest stop
+
+airflow: setup
+	$(PY) -m ingest airflow
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean: stop
+	rm -rf .local/landing .local/outbox .local/airflow .local/gx .local/dbt_target .local/logs

@@ -1,0 +1,120 @@
+"""Run the suites against the warehouse, store every result in audit.dq_results, build Data Docs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from expectations.suites import Suite
+from ingest.config import ConnInfo, local_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckResult:
+    suite: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed_value: str | None
+    unexpected_count: int | None
+    sample: list
+
+
+@dataclass
+class SuiteRun:
+    run_id: str
+    results: list[CheckResult]
+    data_docs: Path | None
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "fail"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "warn"]
+
+
+def gx_dir() -> Path:
+    return local_dir() / "gx"
+
+
+def run_suites(wh: ConnInfo, suites: list[Suite], run_id: str, service_date: str) -> SuiteRun:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    warnings.filterwarnings("ignore", module="great_expectations")
+    import great_expectations as gx
+
+    root = gx_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    source_name = "warehouse"
+    # definitions are rebuilt from code each run: drop the previous run's before their datasource
+    stale = {v.name for v in context.validation_definitions.all()}
+    for suite in suites:
+        if suite.name in stale:
+            context.validation_definitions.delete(suite.name)
+    if source_name in [ds.name for ds in context.data_sources.all().values()]:
+        context.data_sources.delete(source_name)
+    datasource = context.data_sources.add_sql(name=source_name, connection_string=wh.sqlalchemy_url())
+    results: list[CheckResult] = []
+    for suite in suites:
+        asset = datasource.add_query_asset(name=suite.name, query=suite.query)
+        batch = asset.add_batch_definition_whole_table("night")
+        if suite.name in [s.name for s in context.suites.all()]:
+            context.suites.delete(suite.name)
+        gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
+        severity = {}
+        for check in suite.checks:
+            expectation = gx_suite.add_expectation(check.expectation)
+            severity[expectation.id] = check.severity
+        gx_suite.save()
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite))
+        outcome = vd.run(result_format="SUMMARY")
+        for r in outcome.results:
+            cfg = r.expectation_config
+            res = r.result or {}
+            results.append(CheckResult(
+                suite=suite.name,
+                expectation=cfg.type,
+                column=cfg.kwargs.get("column"),
+                severity=severity.get(cfg.id, "fail"),
+                success=bool(r.success),
+                observed_value=None if res.get("observed_value") is None else str(res.get("observed_value")),
+                unexpected_count=res.get("unexpected_count"),
+                sample=[str(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
+            ))
+    docs = _build_docs(context)
+    _store(wh, run_id, service_date, results)
+    return SuiteRun(run_id, results, docs)
+
+
+def _build_docs(context) -> Path | None:
+    try:
+        context.build_data_docs()
+        index = gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        return index if index.exists() else None
+    except Exception as err:  # docs are a convenience: never fail a night for them
+        log.warning("Data Docs not built: %s", err)
+        return None
+
+
+def _store(wh: ConnInfo, run_id: str, service_date: str, results: list[CheckResult]) -> None:
+    with psycopg.connect(wh.conninfo()) as conn:
+        conn.execute("set role gov_loader")
+        conn.execute("delete from audit.dq_results where run_id = %s", (run_id,))
+        with conn.cursor().copy(
+            "copy audit.dq_results (run_id, service_date, suite, expectation, column_name, severity, success, "
+            "observed_value, unexpected_count, details) from stdin"
+        ) as copy:
+            for r in results:
+                copy.write_row((run_id, service_date, r.suite, r.expectation, r.column, r.severity, r.success,
+                                r.observed_value, r.unexpected_count, json.dumps({"sample": r.sample})))

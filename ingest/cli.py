@@ -1,0 +1,140 @@
+"""Command line: `python -m ingest {warehouse,stop,generate,run,report}` (the Makefile's targets)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from ingest import config
+
+
+def _days(start: str, end: str | None) -> list[date]:
+    first = date.fromisoformat(start)
+    last = date.fromisoformat(end) if end else first
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def cmd_warehouse(args: argparse.Namespace) -> None:
+    from ingest.bootstrap import bootstrap
+
+    wh = config.warehouse()
+    bootstrap(wh)
+    print(wh.sqlalchemy_url())
+
+
+def cmd_stop(args: argparse.Namespace) -> None:
+    from ingest import embedded
+
+    print("embedded PostgreSQL stopped" if embedded.stop() else "embedded PostgreSQL was not running")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from ingest.scenario import Scenario
+
+    out = Path(args.out) if args.out else config.landing_dir()
+    scenario = Scenario(seed=args.seed)
+    for day in _days(args.day, args.to):
+        night = scenario.write_night(day, out)
+        print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
+              f"{len(night.events)} case events) in {out}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from ingest import airflow_local
+    from ingest.bootstrap import bootstrap
+
+    bootstrap(config.warehouse())
+    sink = None
+    smtp_port = None
+    if "AIRFLOW_CONN_SMTP_DEFAULT" not in os.environ:
+        from reports import smtp_sink
+
+        sink = smtp_sink.start(config.outbox_dir())
+        smtp_port = sink.port
+        print(f"local SMTP sink on 127.0.0.1:{smtp_port} writing to {config.outbox_dir()}")
+    try:
+        env = airflow_local.airflow_env(smtp_port)
+        airflow_local.migrate(env)
+        for day in _days(args.day, args.to):
+            log_path = config.local_dir() / "logs" / f"nightly-{day}.log"
+            print(f"running {airflow_local.DAG_ID} for service day {day} through Airflow (log: {log_path})")
+            rc = airflow_local.dags_test(day, env, log_path)
+            if rc != 0:
+                print(f"the nightly run for {day} failed (exit {rc}); see {log_path}", file=sys.stderr)
+                sys.exit(rc)
+    finally:
+        if sink is not None:
+            sink.stop()
+    cmd_report(args)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    import psycopg
+
+    wh = config.warehouse()
+    print("\n=== where to look ===")
+    print(f"warehouse:   {wh.sqlalchemy_url()}")
+    print(f"  psql:      psql \"host={wh.host} port={wh.port} dbname={wh.dbname} user={wh.user}\"")
+    with psycopg.connect(wh.conninfo()) as conn:
+        tables = conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()
+        for (table,) in tables:
+            n = conn.execute(f'select count(*) from marts."{table}"').fetchone()[0]
+            print(f"  marts.{table}: {n} rows")
+        loads = conn.execute("select status, count(*) from audit.load_ledger group by 1 order by 1").fetchall()
+        print("load ledger: " + ", ".join(f"{s} {n}" for s, n in loads))
+    outbox = sorted(config.outbox_dir().glob("*.eml"))
+    print(f"emails:      {len(outbox)} in {config.outbox_dir()}" + (f" (latest: {outbox[-1]})" if outbox else ""))
+    docs = config.local_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if docs.exists():
+        print(f"Data Docs:   file://{docs}")
+
+
+def cmd_airflow(args: argparse.Namespace) -> None:
+    """Airflow's own processes (api-server, scheduler, dag-processor, triggerer) on the embedded defaults."""
+    import subprocess
+
+    from ingest import airflow_local
+    from ingest.bootstrap import bootstrap
+    from reports import smtp_sink
+
+    bootstrap(config.warehouse())
+    sink = smtp_sink.start(config.outbox_dir())
+    env = airflow_local.airflow_env(sink.port)
+    airflow_local.migrate(env)
+    print(f"Airflow UI: http://localhost:8080 (user 'admin'; the password is printed below and kept in "
+          f"{config.airflow_home() / 'simple_auth_manager_passwords.json.generated'})")
+    try:
+        subprocess.run([airflow_local.airflow_bin(), "standalone"], env=env)
+    finally:
+        sink.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP verb
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("warehouse", help="start the embedded warehouse if needed, bootstrap it, print its URL")
+    sub.add_parser("stop", help="stop the embedded warehouse")
+    g = sub.add_parser("generate", help="write the Taiyuan scenario's source files for service day(s)")
+    g.add_argument("--day", required=True, help="service day YYYY-MM-DD (first day with --to)")
+    g.add_argument("--to", help="last service day, inclusive")
+    g.add_argument("--out", help="landing zone (default LANDING_DIR)")
+    g.add_argument("--seed", type=int, default=None)
+    r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
+    r.add_argument("--day", required=True)
+    r.add_argument("--to")
+    sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
+    sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
+    args = parser.parse_args(argv)
+    if getattr(args, "seed", 0) is None:
+        from ingest.scenario import DEFAULT_SEED
+
+        args.seed = DEFAULT_SEED
+    {"warehouse": cmd_warehouse, "stop": cmd_stop, "generate": cmd_generate, "run": cmd_run,
+     "report": cmd_report, "airflow": cmd_airflow}[args.command](args)

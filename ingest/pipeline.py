@@ -1,0 +1,94 @@
+"""The nightly pipeline's steps as plain functions: DAG tasks call these and nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ingest import bootstrap, config, loader
+
+log = logging.getLogger(__name__)
+TZ = ZoneInfo(config.SERVICE_TZ)
+
+
+def service_day(params: dict | None, logical_date: datetime | None) -> str:
+    """The service day a run is for: the `service_date` param, else the Shanghai day before the run's
+    logical date (the 02:00 run processes the day that just ended)."""
+    explicit = (params or {}).get("service_date")
+    if explicit:
+        return date.fromisoformat(str(explicit)).isoformat()
+    if logical_date is None:
+        raise ValueError("no service_date param and no logical date")
+    return (logical_date.astimezone(TZ).date() - timedelta(days=1)).isoformat()
+
+
+def bootstrap_warehouse() -> None:
+    bootstrap.bootstrap(config.warehouse())
+
+
+def load_feed(source: str, day: str, reporter: str | None = None) -> dict:
+    results = loader.load_night(config.warehouse(), config.landing_dir(), source, date.fromisoformat(day), reporter)
+    summary = {
+        "source": source,
+        "service_date": day,
+        "files": len(results),
+        "statuses": dict(Counter(r.status for r in results)),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_rejected": sum(r.rows_rejected for r in results),
+        "quarantined": [f"{r.path.name}: {r.error}" for r in results if r.status == "quarantined"],
+    }
+    log.info("load summary: %s", json.dumps(summary, ensure_ascii=False))
+    return summary
+
+
+def validate_raw(day: str, run_id: str) -> dict:
+    from expectations.runner import run_suites
+    from expectations.suites import raw_suites
+
+    run = run_suites(config.warehouse(), raw_suites(day), run_id=run_id, service_date=day)
+    failed = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in run.failed]
+    warned = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in run.warnings]
+    log.info("raw checks: %d run, %d failed, %d warnings", len(run.results), len(failed), len(warned))
+    return {"checks": len(run.results), "failed": failed, "warnings": warned,
+            "data_docs": str(run.data_docs) if run.data_docs else None}
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+
+
+def run_dbt(args: list[str], day: str | None = None) -> None:
+    """Run a dbt command against the warehouse (as gov_transformer, see profiles.yml)."""
+    wh = config.warehouse()
+    env = {**os.environ, **wh.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    cmd = [dbt_executable(), *args, "--project-dir", str(config.DBT_PROJECT_DIR),
+           "--profiles-dir", str(config.DBT_PROJECT_DIR), "--target-path", str(config.local_dir() / "dbt_target"),
+           "--log-path", str(config.local_dir() / "dbt_logs")]
+    if day:
+        cmd += ["--vars", json.dumps({"service_date": day})]
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, cwd=config.DBT_PROJECT_DIR, capture_output=True, text=True)
+    print(proc.stdout)
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        raise RuntimeError(f"dbt {args[0]} failed with exit code {proc.returncode}; see the log above")
+
+
+def build_marts(day: str) -> None:
+    run_dbt(["build"], day)
+
+
+def send_summary(day: str, dq: dict | None = None) -> list[str]:
+    from reports.send import send_summaries
+
+    return send_summaries(config.warehouse(), day, dq or {})

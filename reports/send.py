@@ -1,0 +1,109 @@
+"""Send each official the morning summary for their scope, once per service day.
+
+Messages go through Airflow's smtp provider (connection `smtp_default`); audit.summary_sends is the
+send ledger that keeps a re-run from sending twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from datetime import date
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ingest.config import ConnInfo
+from reports.figures import Scope, city_figures
+from reports.render import render_html, render_text, subject
+
+log = logging.getLogger(__name__)
+SMTP_CONN_ID = "smtp_default"
+DEFAULT_FROM = "社区治理数据平台 <gov-data@taiyuan.example>"
+
+
+def recipients(wh: ConnInfo) -> list[dict]:
+    """Officials from the `officials` seed; SUMMARY_RECIPIENTS (comma-separated) adds city-scope ones."""
+    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
+        rows = conn.execute(
+            "select official_key, title, email, scope_level, scope_code, scope_name from seeds.officials "
+            "order by official_key"
+        ).fetchall()
+    extra = [e.strip() for e in os.environ.get("SUMMARY_RECIPIENTS", "").split(",") if e.strip()]
+    for email in extra:
+        rows.append({"official_key": "env-" + hashlib.sha256(email.encode()).hexdigest()[:12], "title": "订阅人",
+                     "email": email, "scope_level": "city", "scope_code": "140100", "scope_name": "太原市"})
+    return rows
+
+
+def dq_status_line(dq: dict) -> str:
+    if not dq:
+        return "未运行"
+    failed, warned = dq.get("failed") or [], dq.get("warnings") or []
+    if failed:
+        return f"未通过 {len(failed)} 项：" + "；".join(failed[:5])
+    if warned:
+        return f"通过（{len(warned)} 项提示）：" + "；".join(warned[:5])
+    return f"全部通过（{dq.get('checks', 0)} 项检查）"
+
+
+def send_summaries(wh: ConnInfo, day: str, dq: dict) -> list[str]:
+    service_date = date.fromisoformat(day)
+    figures = city_figures(wh, service_date)
+    dq_line = dq_status_line(dq)
+    sent = []
+    for official in recipients(wh):
+        if official["scope_level"] != "city":
+            log.info("skipping %s: %s scope is not served yet", official["official_key"], official["scope_level"])
+            continue
+        if _already_sent(wh, service_date, official["official_key"]):
+            log.info("summary for %s on %s already sent; not sending again", official["official_key"], day)
+            continue
+        scope = Scope(official["scope_level"], official["scope_code"], official["scope_name"])
+        msg = build_message(official["email"], subject(figures, scope), render_text(figures, scope, dq_line),
+                            render_html(figures, scope, dq_line))
+        deliver(msg)
+        _record(wh, service_date, official, msg)
+        sent.append(official["official_key"])
+    return sent
+
+
+def build_message(to: str, subj: str, text: str, html: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = subj
+    msg["From"] = os.environ.get("SUMMARY_FROM", DEFAULT_FROM)
+    msg["To"] = to
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain="taiyuan.example")
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg
+
+
+def deliver(msg: EmailMessage) -> None:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    # The hook opens and authenticates the connection from `smtp_default`; its send_email_smtp builds
+    # HTML-only messages, so the multipart/alternative message is handed to its client directly.
+    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
+        hook._smtp_client.send_message(msg)
+
+
+def _already_sent(wh: ConnInfo, service_date: date, key: str) -> bool:
+    with psycopg.connect(wh.conninfo()) as conn:
+        return conn.execute("select 1 from audit.summary_sends where service_date = %s and recipient_key = %s",
+                            (service_date, key)).fetchone() is not None
+
+
+def _record(wh: ConnInfo, service_date: date, official: dict, msg: EmailMessage) -> None:
+    with psycopg.connect(wh.conninfo()) as conn:
+        conn.execute("set role gov_loader")
+        conn.execute(
+            """insert into audit.summary_sends (service_date, recipient_key, scope_level, scope_code, message_id,
+                 subject) values (%s, %s, %s, %s, %s, %s) on conflict do nothing""",
+            (service_date, official["official_key"], official["scope_level"], official["scope_code"],
+             msg["Message-ID"], msg["Subject"]),
+        )

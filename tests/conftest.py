@@ -1,0 +1,80 @@
+"""Shared fixtures: a fresh warehouse database per test session on a real PostgreSQL.
+
+TEST_DATABASE_URL (CI: the machine's PostgreSQL) is used when set; otherwise an embedded server
+is started under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest import config
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("PII_HASH_KEY", "test-key-" + "x" * 24)
+
+
+@pytest.fixture(scope="session")
+def local_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("local")
+    os.environ["GOV_LOCAL_DIR"] = str(path)
+    os.environ["LANDING_DIR"] = str(path / "landing")
+    os.environ["OUTBOX_DIR"] = str(path / "outbox")
+    os.environ.pop("AIRFLOW_HOME", None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server_url(local_dir) -> str:
+    """Admin URL of a PostgreSQL server (database `postgres`)."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    from ingest import embedded
+
+    return embedded.ensure_running().sqlalchemy_url()
+
+
+def create_database(server_url: str, prefix: str = "gov_test") -> config.ConnInfo:
+    admin = config.parse_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    return admin.with_db(name)
+
+
+def drop_database(info: config.ConnInfo) -> None:
+    admin = info.with_db("postgres")
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{info.dbname}" with (force)')
+
+
+@pytest.fixture
+def fresh_warehouse(server_url):
+    """An empty, bootstrapped warehouse database for one test."""
+    from ingest.bootstrap import bootstrap
+
+    info = create_database(server_url)
+    bootstrap(info)
+    yield info
+    drop_database(info)
+
+
+@pytest.fixture(scope="session")
+def pipeline_warehouse(server_url, local_dir):
+    """A warehouse database shared by the end-to-end tests, exported as WAREHOUSE_URL."""
+    from ingest.bootstrap import bootstrap
+
+    info = create_database(server_url, "gov_e2e")
+    bootstrap(info)
+    os.environ["WAREHOUSE_URL"] = info.sqlalchemy_url()
+    yield info
+    os.environ.pop("WAREHOUSE_URL", None)
+    drop_database(info)
