@@ -32,14 +32,16 @@ def local_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server_url(local_dir) -> str:
+def server_url(local_dir):
     """Admin URL of a PostgreSQL server (database `postgres`)."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return url
+        yield url
+        return
     from ingest import embedded
 
-    return embedded.ensure_running().sqlalchemy_url()
+    yield embedded.ensure_running().sqlalchemy_url()
+    embedded.stop()
 
 
 def create_database(server_url: str, prefix: str = "gov_test") -> config.ConnInfo:
