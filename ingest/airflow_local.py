@@ -46,9 +46,10 @@ def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     """Create or upgrade Airflow's metadata DB (skipped when this Airflow version already did)."""
-    import airflow
+    from importlib.metadata import version
 
-    marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{airflow.__version__}-{_digest(env)}"
+    # not `import airflow` here: it would read (and create) a config before AIRFLOW_HOME is in effect
+    marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{version('apache-airflow')}-{_digest(env)}"
     if marker.exists():
         return
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
