@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 from ingest import config
 
-DAG_ID = "gov_nightly"
+INGEST_DAG = "gov_ingest"
+PUBLISH_DAG = "gov_publish"
+WAREHOUSE_POOL_SLOTS = 4
 
 
 def airflow_bin() -> str:
@@ -53,6 +55,8 @@ def migrate(env: dict[str, str]) -> None:
     if marker.exists():
         return
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow_bin(), "pools", "set", "warehouse", str(WAREHOUSE_POOL_SLOTS),
+                    "Concurrent warehouse sessions of the gov DAGs"], env=env, check=True, capture_output=True)
     marker.touch()
 
 
@@ -67,12 +71,12 @@ def logical_date_for(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(2, 0), ZoneInfo(config.SERVICE_TZ))
 
 
-def dags_test(day: date, env: dict[str, str], log_path: Path | None = None) -> int:
-    """Run the nightly DAG for one service day through Airflow (`airflow dags test`)."""
-    cmd = [airflow_bin(), "dags", "test", DAG_ID, logical_date_for(day).isoformat(),
+def dags_test(dag_id: str, day: date, env: dict[str, str], log_path: Path | None = None) -> int:
+    """Run one of the nightly DAGs for one service day through Airflow (`airflow dags test`)."""
+    cmd = [airflow_bin(), "dags", "test", dag_id, logical_date_for(day).isoformat(),
            "--conf", json.dumps({"service_date": day.isoformat()})]
     if log_path is None:
         return subprocess.run(cmd, env=env).returncode
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

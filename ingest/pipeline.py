@@ -30,6 +30,21 @@ def service_day(params: dict | None, logical_date: datetime | None) -> str:
     return (logical_date.astimezone(TZ).date() - timedelta(days=1)).isoformat()
 
 
+def days_to_publish(params: dict | None, asset_events: dict | None, logical_date: datetime | None) -> list[str]:
+    """Service days a publish run covers: the param, else every day named by the triggering asset events."""
+    if (params or {}).get("service_date"):
+        return [service_day(params, None)]
+    days = set()
+    for events in (asset_events or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("service_date"):
+                days.add(date.fromisoformat(extra["service_date"]).isoformat())
+    if days:
+        return sorted(days)
+    return [service_day(None, logical_date)]
+
+
 def bootstrap_warehouse() -> None:
     bootstrap.bootstrap(config.warehouse())
 
@@ -88,7 +103,59 @@ def build_marts(day: str) -> None:
     run_dbt(["build"], day)
 
 
-def send_summary(day: str, dq: dict | None = None) -> list[str]:
+def publish(days: list[str], run_id: str) -> dict:
+    """Validate the built marts and record the outcome; raises (blocking the run) when a 'fail' check fails."""
+    import psycopg
+
+    raw = _latest_dq(days)
+    outcome = {"checks": raw["checks"], "failed": raw["failed"], "warnings": raw["warnings"],
+               "data_docs": raw.get("data_docs"), "status": "blocked" if raw["failed"] else "published"}
+    with psycopg.connect(config.warehouse().conninfo()) as conn:
+        conn.execute("set role gov_loader")
+        for day in days:
+            conn.execute(
+                """insert into audit.publish_log (service_date, run_id, status, checks, failed, warnings, detail)
+                   values (%s, %s, %s, %s, %s, %s, %s)""",
+                (day, run_id, outcome["status"], outcome["checks"], len(outcome["failed"]), len(outcome["warnings"]),
+                 json.dumps(outcome, ensure_ascii=False)),
+            )
+    return outcome
+
+
+def _latest_dq(days: list[str]) -> dict:
+    """The latest run's results of every suite for these days, from audit.dq_results."""
+    import psycopg
+
+    with psycopg.connect(config.warehouse().conninfo()) as conn:
+        rows = conn.execute(
+            """select distinct on (suite, expectation, coalesce(column_name, ''), service_date)
+                      suite, expectation, column_name, severity, success
+               from audit.dq_results where service_date = any(%s::date[])
+               order by suite, expectation, coalesce(column_name, ''), service_date, checked_at desc""",
+            (days,),
+        ).fetchall()
+    label = [f"{s}.{e}({c or ''})" for s, e, c, _, _ in rows]
+    return {
+        "checks": len(rows),
+        "failed": [lbl for lbl, r in zip(label, rows, strict=True) if not r[4] and r[3] == "fail"],
+        "warnings": [lbl for lbl, r in zip(label, rows, strict=True) if not r[4] and r[3] == "warn"],
+    }
+
+
+def check_published(day: str) -> dict:
+    """Fail (and so alert on-call) when `day` has no successful publish."""
+    import psycopg
+
+    with psycopg.connect(config.warehouse().conninfo()) as conn:
+        row = conn.execute(
+            "select max(logged_at) from audit.publish_log where service_date = %s and status = 'published'", (day,)
+        ).fetchone()
+    if row[0] is None:
+        raise RuntimeError(f"service day {day} has not been published: officials' 08:00 summary is at risk")
+    return {"service_date": day, "published_at": row[0].isoformat()}
+
+
+def send_summary(day: str, published: dict | None = None) -> list[str]:
     from reports.send import send_summaries
 
-    return send_summaries(config.warehouse(), day, dq or {})
+    return send_summaries(config.warehouse(), day, published or {})

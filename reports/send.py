@@ -43,6 +43,8 @@ def recipients(wh: ConnInfo) -> list[dict]:
 def dq_status_line(dq: dict) -> str:
     if not dq:
         return "未运行"
+    if dq.get("status") == "blocked":
+        return f"未通过，今日数据未发布（{len(dq.get('failed') or [])} 项失败）：" + "；".join((dq.get("failed") or [])[:5])
     failed, warned = dq.get("failed") or [], dq.get("warnings") or []
     if failed:
         return f"未通过 {len(failed)} 项：" + "；".join(failed[:5])

@@ -172,3 +172,19 @@ alter default privileges for role gov_loader in schema audit grant select on tab
 reset role;
 -- BI reads what the transformer publishes in marts, now and later.
 alter default privileges for role gov_transformer in schema marts grant select on tables to gov_bi_reader;
+
+set role gov_loader;
+create table if not exists audit.publish_log (
+  service_date  date not null,
+  run_id        text not null,
+  status        text not null check (status in ('published', 'blocked')),
+  checks        integer not null default 0,
+  failed        integer not null default 0,
+  warnings      integer not null default 0,
+  detail        jsonb,
+  logged_at     timestamptz not null default now()
+);
+create index if not exists publish_log_day on audit.publish_log (service_date);
+comment on table audit.publish_log is 'Write-audit-publish outcome of each build: published, or blocked by failing checks.';
+grant select on audit.publish_log to gov_transformer;
+reset role;

@@ -1,0 +1,82 @@
+"""gov_ingest: at 02:00 Asia/Shanghai, load the service day that just ended and check the raw feeds.
+
+Each feed's load produces its Airflow Asset; once all are loaded and checked, `raw_night` is
+produced, which schedules gov_publish (data-aware scheduling). Orchestration only: every task
+calls ingest.pipeline.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from orchestration.dag_settings import FEEDS, RAW_FEEDS, RAW_NIGHT, START, TZ, WAREHOUSE_POOL, default_args
+
+
+@dag(
+    dag_id="gov_ingest",
+    description="Load the night's source files into raw.* (COPY, ledger) and run the raw GX suites",
+    schedule="0 2 * * *",
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["governance", "ingest"],
+    params={
+        "service_date": Param(None, type=["null", "string"], format="date",
+                              description=f"Service day YYYY-MM-DD ({TZ}); default: the day before the run"),
+        "feed": Param("all", enum=["all", *FEEDS], description="Load only this feed"),
+        "reporter": Param(None, type=["null", "string"],
+                          description="Load only this reporter's file (street, canteen or point code)"),
+    },
+)
+def gov_ingest():
+    @task
+    def service_day() -> str:
+        from ingest import pipeline
+
+        ctx = get_current_context()
+        return pipeline.service_day(ctx["params"], ctx.get("logical_date"))
+
+    @task(pool=WAREHOUSE_POOL)
+    def bootstrap() -> None:
+        from ingest import pipeline
+
+        pipeline.bootstrap_warehouse()
+
+    def make_load(feed: str):
+        @task(task_id=f"load_{feed}", pool=WAREHOUSE_POOL, outlets=[RAW_FEEDS[feed]])
+        def load(day: str) -> dict:
+            from ingest import pipeline
+
+            ctx = get_current_context()
+            params = ctx["params"]
+            if params.get("feed", "all") not in ("all", feed):
+                return {"source": feed, "service_date": day, "skipped": True}
+            summary = pipeline.load_feed(feed, day, params.get("reporter"))
+            ctx["outlet_events"][RAW_FEEDS[feed]].extra = {"service_date": day, "files": summary["files"]}
+            return summary
+
+        return load
+
+    @task(pool=WAREHOUSE_POOL)
+    def validate_raw(day: str, loads: list[dict]) -> dict:
+        from ingest import pipeline
+
+        return pipeline.validate_raw(day, run_id=get_current_context()["run_id"])
+
+    @task(outlets=[RAW_NIGHT])
+    def night_loaded(day: str, dq: dict) -> str:
+        get_current_context()["outlet_events"][RAW_NIGHT].extra = {"service_date": day}
+        return day
+
+    day = service_day()
+    ready = bootstrap()
+    loads = []
+    for feed in FEEDS:
+        loaded = make_load(feed)(day)
+        ready >> loaded
+        loads.append(loaded)
+    night_loaded(day, validate_raw(day, loads))
+
+
+gov_ingest()

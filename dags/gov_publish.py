@@ -1,0 +1,61 @@
+"""gov_publish: build the marts, validate them, publish, and send the officials' summary.
+
+Scheduled on the `raw_night` asset (produced by gov_ingest, and again when a late file is
+loaded), or run by hand for a `service_date`. Orchestration only: tasks call ingest.pipeline.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_POOL, default_args
+
+
+@dag(
+    dag_id="gov_publish",
+    description="dbt build of the marts, checks, publish, officials' summary email",
+    schedule=RAW_NIGHT,
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["governance", "publish"],
+    params={
+        "service_date": Param(None, type=["null", "string"], format="date",
+                              description=f"Service day YYYY-MM-DD ({TZ}); default: from the triggering asset"),
+    },
+)
+def gov_publish():
+    @task
+    def service_days() -> list[str]:
+        from ingest import pipeline
+
+        ctx = get_current_context()
+        return pipeline.days_to_publish(ctx["params"], ctx.get("triggering_asset_events"), ctx.get("logical_date"))
+
+    @task(pool=WAREHOUSE_POOL)
+    def build_marts(days: list[str]) -> None:
+        from ingest import pipeline
+
+        pipeline.build_marts(max(days))
+
+    @task(pool=WAREHOUSE_POOL, outlets=[MARTS])
+    def publish(days: list[str]) -> dict:
+        from ingest import pipeline
+
+        return pipeline.publish(days, run_id=get_current_context()["run_id"])
+
+    @task(pool=WAREHOUSE_POOL)
+    def send_summary(days: list[str], published: dict) -> list[str]:
+        from ingest import pipeline
+
+        return [key for day in days for key in pipeline.send_summary(day, published)]
+
+    days = service_days()
+    built = build_marts(days)
+    published = publish(days)
+    built >> published
+    send_summary(days, published)
+
+
+gov_publish()

@@ -1,0 +1,36 @@
+"""gov_publish_watchdog: at 07:00 Asia/Shanghai, alert the on-call address if last night has not
+been published (officials read the summary at 08:00)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from orchestration.dag_settings import START, default_args
+
+
+@dag(
+    dag_id="gov_publish_watchdog",
+    description="Alert on-call when the night's marts are not published by 07:00",
+    schedule="0 7 * * *",
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args={**default_args(), "retries": 0, "execution_timeout": timedelta(minutes=5)},
+    tags=["governance", "alerting"],
+    params={"service_date": Param(None, type=["null", "string"], format="date")},
+)
+def gov_publish_watchdog():
+    @task
+    def check_published() -> dict:
+        from ingest import pipeline
+
+        ctx = get_current_context()
+        # the 07:00 run checks the day before, like the 02:00 ingest run
+        return pipeline.check_published(pipeline.service_day(ctx["params"], ctx.get("logical_date")))
+
+    check_published()
+
+
+gov_publish_watchdog()

@@ -1,0 +1,46 @@
+"""Settings shared by the project's DAGs (orchestration only: no database or dbt calls here)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import Asset
+
+from ingest.assets import MARTS_ASSET, RAW_FEED_ASSETS, RAW_NIGHT_ASSET
+
+FEEDS = ("streets", "canteens", "assistance")
+TZ = "Asia/Shanghai"
+START = pendulum.datetime(2023, 1, 1, tz=TZ)
+ONCALL = os.environ.get("GOV_ONCALL_EMAIL", "oncall@taiyuan.example")
+WAREHOUSE_POOL = "warehouse"  # bounds concurrent warehouse sessions (created by `python -m ingest run/airflow`)
+
+RAW_FEEDS = {feed: Asset(name=f"raw_{feed}", uri=uri) for feed, uri in RAW_FEED_ASSETS.items()}
+RAW_NIGHT = Asset(name="raw_night", uri=RAW_NIGHT_ASSET)
+MARTS = Asset(name="marts", uri=MARTS_ASSET)
+
+
+def on_call_notifier() -> SmtpNotifier:
+    return SmtpNotifier(
+        to=ONCALL,
+        from_email="gov-data@taiyuan.example",
+        subject="[gov-data] {{ dag.dag_id }}.{{ ti.task_id }} failed for {{ params.service_date or ds }}",
+        html_content=(
+            "<p>Task <b>{{ ti.task_id }}</b> of <b>{{ dag.dag_id }}</b> failed after {{ ti.try_number }} "
+            "tries (run {{ run_id }}).</p><p>Log: {{ ti.log_url }}</p>"
+        ),
+    )
+
+
+def default_args() -> dict:
+    return {
+        "owner": "gov-data",
+        "retries": int(os.environ.get("GOV_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=int(os.environ.get("GOV_RETRY_DELAY_SECONDS", "120"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=45),
+        "on_failure_callback": on_call_notifier(),
+    }
