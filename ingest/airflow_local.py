@@ -26,6 +26,8 @@ def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
     home = config.airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # Airflow's own processes start `airflow …` subcommands by name: the venv must come first on PATH
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("AIRFLOW_HOME", str(home))
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(config.DAGS_DIR))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
