@@ -38,6 +38,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else config.landing_dir()
     scenario = Scenario(seed=args.seed)
     for day in _days(args.day, args.to):
+        if args.messy:
+            from ingest.messy import write_messy_night
+
+            print(write_messy_night(scenario, day, out).summary())
+            continue
         night = scenario.write_night(day, out)
         print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
               f"{len(night.events)} case events) in {out}")
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--to", help="last service day, inclusive")
     g.add_argument("--out", help="landing zone (default LANDING_DIR)")
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--messy", action="store_true",
+                   help="make some reporters' files messy as real offices send them (ingest/messy.py); also "
+                        "delivers the previous day's late and revised files")
     r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
     r.add_argument("--day", required=True)
     r.add_argument("--to")

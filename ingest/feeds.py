@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from ingest import normalize as n
@@ -22,6 +23,7 @@ class Column:
     aliases: tuple[str, ...]
     convert: Callable[[Any], Any]
     required: bool = False
+    repetitive: bool = False  # few distinct values per file: the loader memoises their conversion
 
 
 @dataclass
@@ -40,6 +42,7 @@ class FeedSpec:
     extension: str
     columns: tuple[Column, ...]
     reporter_column: str  # the column that must match the file's reporter code
+    key: tuple[str, ...] = ()  # a second row with the same key in one file is rejected as duplicate_record
     pii_columns: dict[str, str] = field(default_factory=dict)  # source column -> kind
 
     @property
@@ -66,31 +69,237 @@ class FeedSpec:
                 found[i] = col
         return found
 
-    def normalise(self, row_number: int, record: dict[str, Any], reporter: str, file_name: str
-                  ) -> tuple[dict | None, Rejection | None]:
-        """Typed row for COPY, or the reason it cannot be loaded (personal data hashed in both)."""
-        safe_raw = safe_record(record, self.pii_columns)
-        out: dict[str, Any] = {}
-        for col in self.columns:
-            value = record.get(col.name)
+    def encoder(self, reporter: str, file_name: str) -> RowEncoder:
+        return RowEncoder(self, reporter, file_name)
+
+
+NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
+CACHE_LIMIT = 50_000
+
+
+def copy_text(value: Any) -> str:
+    """A typed value in PostgreSQL COPY text format."""
+    if value is None:
+        return NULL
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        if _COPY_SPECIAL.search(value) is None:
+            return value
+        if "\x00" in value:
+            raise n.CellError("bad_character", "contains a NUL character")
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return str(value)
+
+
+class RowEncoder:
+    """Per-file normalisation: a record (values in `spec.columns` order) becomes the raw table's row in
+    COPY text format, or a Rejection naming file, row, column and reason.
+
+    `encode` works row by row. `encode_batch` gives the same result for many rows at once, column by
+    column: conversions of repetitive columns (codes, enums, amounts, card numbers) are memoised per
+    file, so a value seen before costs a dictionary lookup; plain text and ISO timestamps are checked
+    with C-level string functions; any row that fails anywhere goes through `encode` for its rejection.
+    """
+
+    def __init__(self, spec: FeedSpec, reporter: str, file_name: str):
+        self.spec, self.reporter, self.file_name = spec, reporter, file_name
+        self._plan = []
+        for c in spec.columns:
+            kind = spec.pii_columns.get(c.name)
+            fast = None
+            if kind is None and c.convert is _text:
+                fast = _text_batch
+            elif kind is None and c.convert is n.to_timestamp:
+                fast = _timestamp_batch
+            width = 1 if kind is None else len(_pii_outputs(c.name, kind))
+            self._plan.append((c.name, _column_encoder(c, kind), {} if c.repetitive else None, fast,
+                               (_BAD,) * width, {} if c.repetitive and width == 1 else None))
+        self._names = [c.name for c in spec.columns]
+        names = spec.raw_columns
+        self._reporter_index = names.index(spec.reporter_column)
+        self._key_index = [names.index(k) for k in spec.key]
+        self._seen: set[int] = set()  # hashes of the keys seen in this file (64-bit: bounded memory)
+
+    def encode(self, row_number: int, values: list[Any]) -> list[str] | Rejection:
+        fields: list[str] = []
+        for (name, encode, cache, *_), value in zip(self._plan, values, strict=True):
             try:
-                typed = col.convert(value)
-                if typed is None and col.required:
-                    raise n.CellError("missing_value", "a value is required")
+                if cache is not None and value.__class__ is str:
+                    out = cache.get(value)
+                    if out is None:
+                        out = encode(value)
+                        if len(cache) >= CACHE_LIMIT:
+                            cache.clear()
+                        cache[value] = out
+                else:
+                    out = encode(value)
             except n.CellError as err:
-                message = f"{file_name}, row {row_number}, column {col.name}: {err}"
-                return None, Rejection(row_number, col.name, err.reason_code, pii.scrub_free_text(message), safe_raw)
-            kind = self.pii_columns.get(col.name)
-            if kind is None:
-                out[col.name] = typed
+                return self.reject(row_number, name, err.reason_code, str(err), values)
+            fields += out
+        code = fields[self._reporter_index]
+        reporter = self.reporter
+        if code != NULL and not code.startswith(reporter) and not reporter.startswith(code):
+            return self.reject(row_number, self.spec.reporter_column, "wrong_reporter",
+                               f"{code} does not belong to reporter {reporter} named by the file", values)
+        if self._key_index:
+            key = self._key_hash([fields[i] for i in self._key_index])
+            if key in self._seen:
+                shown = ", ".join(f"{k}={fields[i]}" for k, i in zip(self.spec.key, self._key_index, strict=True))
+                return self.reject(row_number, self.spec.key[0], "duplicate_record",
+                                   f"same {shown} as an earlier row of this file", values)
+            self._seen.add(key)
+        return fields
+
+    @staticmethod
+    def _key_hash(parts: list[str]) -> int:
+        return hash(parts[0]) if len(parts) == 1 else hash(tuple(parts))
+
+    def encode_batch(self, row_numbers: list[int], rows: list[list[Any]]
+                     ) -> tuple[list[list[str]], list[int], list[Rejection]]:
+        """(output columns, indexes of rejected rows, their rejections); output columns hold a
+        placeholder at rejected rows' positions."""
+        count = len(rows)
+        bad: set[int] = set()
+        out_columns: list = []
+        for (_, encode, cache, fast, placeholder, single), values in zip(self._plan, zip(*rows, strict=True),
+                                                                          strict=True):
+            if single:  # every value seen before in this file (its keys are text only): one pass
+                try:
+                    out_columns.append(list(map(single.__getitem__, values)))
+                    continue
+                except (KeyError, TypeError):
+                    pass
+            all_text = set(map(type, values)) == _STR_ONLY
+            if fast is not None and all_text:
+                fast_out = fast(values)
+                if fast_out is not None:
+                    out_columns.append(fast_out)
+                    continue
+            if cache is not None and all_text:
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                failing = set()
+                distinct = set(values)
+                for value in distinct:
+                    if value not in cache:
+                        try:
+                            cache[value] = encode(value)
+                        except n.CellError:
+                            failing.add(value)
+                if failing:
+                    bad.update(i for i, v in enumerate(values) if v in failing)
+                    outs = [cache.get(v) or placeholder for v in values]
+                elif single is not None:  # one output column: no tuples to take apart
+                    if len(single) >= CACHE_LIMIT:
+                        single.clear()
+                    single.update((v, cache[v][0]) for v in distinct)
+                    out_columns.append(list(map(single.__getitem__, values)))
+                    continue
+                else:
+                    outs = list(map(cache.__getitem__, values))
             else:
-                out.update(_pii_values(col.name, kind, typed))
-        code = out.get(self.reporter_column)
-        if code is not None and not str(code).startswith(reporter) and not reporter.startswith(str(code)):
-            message = (f"{file_name}, row {row_number}, column {self.reporter_column}: {code} does not belong "
-                       f"to reporter {reporter} named by the file")
-            return None, Rejection(row_number, self.reporter_column, "wrong_reporter", message, safe_raw)
-        return out, None
+                outs = []
+                for i, value in enumerate(values):
+                    try:
+                        outs.append(encode(value))
+                    except n.CellError:
+                        bad.add(i)
+                        outs.append(placeholder)
+            out_columns.extend(zip(*outs, strict=True))
+        reporter = self.reporter
+        codes = out_columns[self._reporter_index]
+        wrong = {c for c in set(codes) if c != NULL and not c.startswith(reporter) and not reporter.startswith(c)}
+        wrong.discard(_BAD)
+        if wrong:
+            bad.update(i for i, c in enumerate(codes) if c in wrong)
+        if self._key_index:
+            key_columns = [out_columns[i] for i in self._key_index]
+            hashes = list(map(hash, key_columns[0] if len(key_columns) == 1 else zip(*key_columns, strict=True)))
+            seen = self._seen
+            if not bad and len(set(hashes)) == count and seen.isdisjoint(hashes):
+                seen.update(hashes)
+            else:
+                for i, h in enumerate(hashes):
+                    if i in bad:
+                        continue
+                    if h in seen:
+                        bad.add(i)  # its rejection (duplicate_record) comes from `encode` below
+                    else:
+                        seen.add(h)
+        rejected = sorted(bad)
+        rejections = []
+        for i in rejected:
+            out = self.encode(row_numbers[i], rows[i])
+            if not isinstance(out, Rejection):  # pragma: no cover - the two paths disagree
+                raise AssertionError(f"{self.file_name}, row {row_numbers[i]}: batch and row paths disagree")
+            rejections.append(out)
+        return out_columns, rejected, rejections
+
+    def reject(self, row_number: int, column: str | None, reason_code: str, detail: str, values: list[Any]
+               ) -> Rejection:
+        where = f"{self.file_name}, row {row_number}" + (f", column {column}" if column else "")
+        record = dict(zip(self._names, values, strict=True))
+        return Rejection(row_number, column, reason_code, pii.scrub_free_text(f"{where}: {detail}"),
+                         safe_record(record, self.spec.pii_columns))
+
+    def normalise(self, row_number: int, record: dict[str, Any]) -> tuple[dict | None, Rejection | None]:
+        """A record given as {column: value}, encoded as {raw column: COPY text}."""
+        out = self.encode(row_number, [record.get(name) for name in self._names])
+        if isinstance(out, Rejection):
+            return None, out
+        return dict(zip(self.spec.raw_columns, out, strict=True)), None
+
+
+def _column_encoder(col: Column, kind: str | None) -> Callable[[Any], tuple[str, ...]]:
+    convert, required = col.convert, col.required
+    empty = (NULL,) * (1 if kind is None else len(_pii_outputs(col.name, kind)))
+
+    def encode(value: Any) -> tuple[str, ...]:
+        typed = convert(value)
+        if typed is None:
+            if required:
+                raise n.CellError("missing_value", "a value is required")
+            return empty
+        if kind is None:
+            return (copy_text(typed),)
+        return tuple(copy_text(v) for v in _pii_values(col.name, kind, typed).values())
+
+    return encode
+
+
+_STR_ONLY = {str}
+_BAD = "\x00rejected"  # placeholder output of a rejected row: never a real value (NUL is rejected)
+_PLAIN_TIMESTAMPS = re.compile(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)*", re.ASCII)  # 19 characters each
+
+
+def _text_batch(values: tuple[str, ...]) -> list[str] | None:
+    """Plain ASCII text needing no change but stripping, or None (then value by value)."""
+    if not all(map(str.isascii, values)):
+        return None
+    stripped = list(map(str.strip, values))
+    if "" in stripped or _COPY_SPECIAL.search("".join(stripped)):
+        return None
+    return stripped
+
+
+def _timestamp_batch(values: tuple[str, ...]) -> list[str] | None:
+    """Local timestamps as YYYY-MM-DD HH:MM:SS, checked to be real calendar times and passed on as they
+    are (the load runs with TimeZone Asia/Shanghai), or None (then value by value)."""
+    if set(map(len, values)) != {19} or not _PLAIN_TIMESTAMPS.fullmatch("".join(values)):
+        return None
+    try:
+        for _ in map(datetime.fromisoformat, values):
+            pass
+    except ValueError:
+        return None
+    return list(values)
 
 
 def _pii_outputs(name: str, kind: str) -> list[str]:
@@ -195,22 +404,23 @@ STREETS = FeedSpec(
     table="raw.streets_compounds",
     extension="xlsx",
     reporter_column="compound_code",
+    key=("compound_code",),
     columns=(
         Column("compound_code", ("小区编码",), _code(r"\d{15}", "compound code (15 digits)"), required=True),
         Column("name", ("小区名称",), _text, required=True),
-        Column("community_code", ("所属社区", "社区编码"), _code(r"\d{12}", "community code (12 digits)")),
+        Column("community_code", ("所属社区", "社区编码"), _code(r"\d{12}", "community code (12 digits)"), repetitive=True),
         Column("households", ("户数",), _non_negative(n.to_int)),
         Column("building_area_m2", ("建筑面积(㎡)", "建筑面积", "建筑面积m2"), _non_negative(n.to_decimal)),
-        Column("buildings", ("楼栋数",), _non_negative(n.to_int)),
-        Column("property_mode", ("物业服务方式",), _enum(ref.PROPERTY_MODES), required=True),
-        Column("property_company", ("物业企业",), _text),
-        Column("subsidy_start_month", ("过渡补贴起始月",), lambda v: n.to_date(v, month_only=True)),
-        Column("party_org_type", ("党组织类型",), _enum(ref.PARTY_ORG_TYPES)),
+        Column("buildings", ("楼栋数",), _non_negative(n.to_int), repetitive=True),
+        Column("property_mode", ("物业服务方式",), _enum(ref.PROPERTY_MODES), required=True, repetitive=True),
+        Column("property_company", ("物业企业",), _text, repetitive=True),
+        Column("subsidy_start_month", ("过渡补贴起始月",), lambda v: n.to_date(v, month_only=True), repetitive=True),
+        Column("party_org_type", ("党组织类型",), _enum(ref.PARTY_ORG_TYPES), repetitive=True),
         Column("party_org_since", ("党组织成立日期",), n.to_date),
-        Column("owners_committee", ("业委会/物管会", "业委会", "物管会"), _enum(ref.OWNERS_COMMITTEES)),
-        Column("building_heads", ("楼栋长数",), _non_negative(n.to_int)),
-        Column("unit_heads", ("单元长数",), _non_negative(n.to_int)),
-        Column("service_station", ("党群服务站",), n.to_bool),
+        Column("owners_committee", ("业委会/物管会", "业委会", "物管会"), _enum(ref.OWNERS_COMMITTEES), repetitive=True),
+        Column("building_heads", ("楼栋长数",), _non_negative(n.to_int), repetitive=True),
+        Column("unit_heads", ("单元长数",), _non_negative(n.to_int), repetitive=True),
+        Column("service_station", ("党群服务站",), n.to_bool, repetitive=True),
     ),
 )
 
@@ -219,18 +429,20 @@ CANTEENS = FeedSpec(
     table="raw.canteens_meals",
     extension="csv",
     reporter_column="canteen_code",
+    key=("record_id",),
     pii_columns={"diner_card": "card"},
     columns=(
         Column("record_id", ("流水号",), _text, required=True),
-        Column("canteen_code", ("食堂编码",), _code(r"CT\d{12}", "canteen code (CT + 12 digits)"), required=True),
+        Column("canteen_code", ("食堂编码",), _code(r"CT\d{12}", "canteen code (CT + 12 digits)"),
+               required=True, repetitive=True),
         Column("served_at", ("就餐时间",), n.to_timestamp, required=True),
-        Column("meal", ("餐次",), _enum(ref.MEALS), required=True),
-        Column("diner_category", ("人群类别",), _enum(ref.DINER_CATEGORIES), required=True),
-        Column("diner_card", ("就餐卡号",), _text),
-        Column("age", ("年龄",), _non_negative(n.to_int)),
-        Column("price_yuan", ("实付金额",), _non_negative(n.to_decimal)),
-        Column("subsidy_yuan", ("补贴金额",), _non_negative(n.to_decimal)),
-        Column("payment_method", ("支付方式",), _text),
+        Column("meal", ("餐次",), _enum(ref.MEALS), required=True, repetitive=True),
+        Column("diner_category", ("人群类别",), _enum(ref.DINER_CATEGORIES), required=True, repetitive=True),
+        Column("diner_card", ("就餐卡号",), _text, repetitive=True),
+        Column("age", ("年龄",), _non_negative(n.to_int), repetitive=True),
+        Column("price_yuan", ("实付金额",), _non_negative(n.to_decimal), repetitive=True),
+        Column("subsidy_yuan", ("补贴金额",), _non_negative(n.to_decimal), repetitive=True),
+        Column("payment_method", ("支付方式",), _text, repetitive=True),
     ),
 )
 
@@ -239,20 +451,22 @@ ASSISTANCE = FeedSpec(
     table="raw.assistance_case_events",
     extension="jsonl",
     reporter_column="point_code",
+    key=("service_request_id", "event", "event_at"),
     pii_columns={"requester_name": "name", "requester_phone": "phone", "requester_id_number": "id_number",
                  "status_notes": "free_text"},
     columns=(
         Column("service_request_id", ("工单号",), _text, required=True),
-        Column("point_code", ("帮代办点编码",), _code(r"AP\d{12}", "point code (AP + 12 digits)"), required=True),
-        Column("event", ("事件",), _choice(ref.CASE_EVENTS), required=True),
+        Column("point_code", ("帮代办点编码",), _code(r"AP\d{12}", "point code (AP + 12 digits)"),
+               required=True, repetitive=True),
+        Column("event", ("事件",), _choice(ref.CASE_EVENTS), required=True, repetitive=True),
         Column("event_at", ("事件时间",), n.to_timestamp, required=True),
-        Column("service_code", ("事项类别",), _choice(ref.SERVICE_CODES)),
-        Column("channel", ("渠道",), _choice(ref.CHANNELS)),
-        Column("compound_code", ("小区编码",), _code(r"\d{15}", "compound code (15 digits)")),
-        Column("handler", ("办理人",), _choice(ref.HANDLERS)),
-        Column("agency_responsible", ("责任部门",), _text),
-        Column("people_served", ("服务人次",), _non_negative(n.to_int)),
-        Column("satisfaction", ("满意度",), _satisfaction),
+        Column("service_code", ("事项类别",), _choice(ref.SERVICE_CODES), repetitive=True),
+        Column("channel", ("渠道",), _choice(ref.CHANNELS), repetitive=True),
+        Column("compound_code", ("小区编码",), _code(r"\d{15}", "compound code (15 digits)"), repetitive=True),
+        Column("handler", ("办理人",), _choice(ref.HANDLERS), repetitive=True),
+        Column("agency_responsible", ("责任部门",), _text, repetitive=True),
+        Column("people_served", ("服务人次",), _non_negative(n.to_int), repetitive=True),
+        Column("satisfaction", ("满意度",), _satisfaction, repetitive=True),
         Column("requester_name", ("姓名",), _text),
         Column("requester_phone", ("电话",), _text),
         Column("requester_id_number", ("身份证号",), _text),

@@ -8,18 +8,22 @@ its reason and the night goes on.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from datetime import date
+from itertools import compress, repeat
 from pathlib import Path
 
 import psycopg
 
+from ingest import pii
 from ingest.config import ConnInfo
-from ingest.feeds import SPECS, FeedSpec, Rejection
-from ingest.readers import UnreadableFile, read
+from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
+from ingest.readers import UnreadableFile
+from ingest.readers import read as read_file
 
 log = logging.getLogger(__name__)
 LOADER_ROLE = "gov_loader"
@@ -78,7 +82,11 @@ def load_night(wh: ConnInfo, landing: Path, source: str, day: date, reporter: st
 
 
 def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> FileResult:
-    """Load one file in its own transaction on `conn` (a connection from `connect`)."""
+    """Load one file in its own transaction on `conn` (a connection from `connect`).
+
+    Unreadable files are quarantined; any other error rolls the file's transaction back (no partial
+    rows), is recorded as a `failed` ledger row and the night goes on with the next file.
+    """
     spec = SPECS[source]
     reporter = path.stem
     sha = sha256_of(path)
@@ -91,6 +99,19 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
         result.rows_read = result.rows_loaded = result.rows_rejected = 0
         with conn.transaction():
             _quarantine(conn, spec, path, reporter, day, sha, result)
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
+    except Exception as err:
+        result.status, result.error = "failed", pii.scrub_free_text(f"{type(err).__name__}: {err}")[:2000]
+        log.error("failed to load %s: %s", path, result.error)  # scrubbed: no traceback with values in it
+        result.rows_read = result.rows_loaded = result.rows_rejected = 0
+        with conn.transaction():
+            result.load_id = conn.execute(
+                """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+                     file_bytes, status, error, finished_at)
+                   values (%s, %s, %s, %s, %s, %s, 'failed', %s, now()) returning load_id""",
+                (source, reporter, day, str(path), sha, path.stat().st_size, result.error),
+            ).fetchone()[0]
     return result
 
 
@@ -103,6 +124,7 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
                          sha: str, result: FileResult) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
+    conn.execute("set local timezone to 'Asia/Shanghai'")  # timestamps without an offset are local time
     current = conn.execute(
         """select load_id, content_sha256, status from audit.load_ledger
            where source = %s and reporter_code = %s and service_date = %s
@@ -130,11 +152,15 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
     result.load_id = load_id
     rejections = _copy_rows(conn, spec, path, reporter, day, load_id, result)
     _write_rejections(conn, load_id, rejections)
-    if current and current[2] == "loaded":
-        # a revised file: the earlier version's rows go, in this same transaction
-        conn.execute(f"delete from {spec.table} where _load_id = %s", (current[0],))
-        conn.execute("update audit.load_ledger set status = 'replaced', replaced_by = %s where load_id = %s",
-                     (load_id, current[0]))
+    # a revised file: the earlier version's rows go, in this same transaction
+    replaced = conn.execute(
+        """update audit.load_ledger set status = 'replaced', replaced_by = %s
+           where source = %s and reporter_code = %s and service_date = %s and status = 'loaded'
+             and load_id <> %s returning load_id""",
+        (load_id, spec.source, reporter, day, load_id),
+    ).fetchall()
+    if replaced:
+        conn.execute(f"delete from {spec.table} where _load_id = any(%s)", ([r[0] for r in replaced],))
     result.status = "loaded"
     conn.execute(
         """update audit.load_ledger set status = 'loaded', rows_read = %s, rows_loaded = %s,
@@ -143,26 +169,56 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
     )
 
 
+BATCH_ROWS = 4096
+
+
 def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, load_id: int,
                result: FileResult) -> list[Rejection]:
+    """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
+    of rows at a time: memory stays flat whatever the file size."""
     columns = list(META_COLUMNS) + spec.raw_columns
-    meta = (load_id, str(path), None, day, reporter)
+    encoder = spec.encoder(reporter, path.name)
+    head = f"{load_id}\t{copy_text(str(path))}"
+    tail = f"{day.isoformat()}\t{copy_text(reporter)}"
     rejections: list[Rejection] = []
-    copy_sql = f"copy {spec.table} ({', '.join(columns)}) from stdin"
-    with conn.cursor().copy(copy_sql) as copy:
-        for item in read(spec, path):
-            result.rows_read += 1
-            if isinstance(item, Rejection):
-                rejections.append(item)
-                continue
-            row_number, record = item
-            row, rejection = spec.normalise(row_number, record, reporter, path.name)
-            if rejection is not None:
-                rejections.append(rejection)
-                continue
-            copy.write_row((meta[0], meta[1], row_number, meta[3], meta[4], *(row[c] for c in spec.raw_columns)))
-            result.rows_loaded += 1
+    row_numbers: list[int] = []
+    rows: list[list] = []
+    read = 0
+
+    def flush(copy: psycopg.Copy) -> None:
+        out_columns, rejected, batch_rejections = encoder.encode_batch(row_numbers, rows)
+        lines = map("\t".join, zip(repeat(head), map(str, row_numbers), repeat(tail), *out_columns))
+        if rejected:
+            rejections.extend(batch_rejections)
+            skip = set(rejected)
+            lines = compress(lines, [i not in skip for i in range(len(rows))])
+        text = "\n".join(lines)
+        if text:
+            copy.write(text + "\n")
+        row_numbers.clear()
+        rows.clear()
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
+    try:
+        with conn.cursor().copy(f"copy {spec.table} ({', '.join(columns)}) from stdin") as copy:
+            for item in read_file(spec, path):
+                read += 1
+                if item.__class__ is Rejection:
+                    rejections.append(item)
+                    continue
+                row_numbers.append(item[0])
+                rows.append(item[1])
+                if len(rows) >= BATCH_ROWS:
+                    flush(copy)
+            if rows:
+                flush(copy)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    result.rows_read = read
     result.rows_rejected = len(rejections)
+    result.rows_loaded = read - result.rows_rejected
     return rejections
 
 

@@ -21,16 +21,19 @@ class CellError(ValueError):
 
 
 def nfkc(value: object) -> object:
+    """NFKC-normalised, stripped text (full-width digits and letters become ASCII); '' becomes None."""
     if isinstance(value, str):
-        value = unicodedata.normalize("NFKC", value).strip()
-        return value or None
+        if not value.isascii():
+            value = unicodedata.normalize("NFKC", value)
+        return value.strip() or None
     return value
 
 
 def header_key(value: object) -> str:
-    """Header cells compare after NFKC, case folding and removing spaces and brackets' content style."""
-    text = str(nfkc(value) or "")
-    return re.sub(r"[\s_/()（）㎡m²]+", "", text).casefold()
+    """Header cells compare after NFKC and case folding, without units, spaces, underscores, slashes, brackets."""
+    text = str(nfkc(value) or "").casefold()  # NFKC turns ㎡ into m2 and （） into ()
+    text = re.sub(r"\((?:m2|平方米)\)|m2$|平方米$", "", text)
+    return re.sub(r"[\s_/()]+", "", text)
 
 
 def to_text(value: object) -> str | None:
@@ -38,10 +41,21 @@ def to_text(value: object) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # codes and card numbers that Excel stored as numbers
-    return str(nfkc(str(value)))
+    return nfkc(str(value))  # type: ignore[return-value]
+
+
+INT_MAX = 2_147_483_647  # the raw tables' integer columns
+DECIMAL_LIMIT = Decimal(10) ** 8  # numeric(10, 2): money; areas are far below it too
 
 
 def to_int(value: object) -> int | None:
+    out = _to_int(value)
+    if out is not None and abs(out) > INT_MAX:
+        raise CellError("out_of_range", f"{out} is too large")
+    return out
+
+
+def _to_int(value: object) -> int | None:
     value = nfkc(value)
     if value is None:
         return None
@@ -52,8 +66,8 @@ def to_int(value: object) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     text = str(value).replace(",", "")
-    if re.fullmatch(r"[+-]?\d+(\.0+)?", text):
-        return int(float(text))
+    if re.fullmatch(r"[+-]?\d+(\.0+)?", text, re.ASCII):
+        return int(text.split(".")[0])
     raise CellError("bad_integer", f"expected a whole number, got {value!r}")
 
 
@@ -70,6 +84,8 @@ def to_decimal(value: object) -> Decimal | None:
         raise CellError("bad_number", f"expected a number, got {value!r}") from None
     if not number.is_finite():
         raise CellError("bad_number", f"expected a number, got {value!r}")
+    if abs(number) >= DECIMAL_LIMIT:
+        raise CellError("out_of_range", f"{number} is too large")
     return number
 
 
@@ -105,19 +121,38 @@ def to_date(value: object, month_only: bool = False) -> date | None:
 
 def to_timestamp(value: object) -> datetime | None:
     """Timestamps; naive ones are Asia/Shanghai local time."""
+    if value.__class__ is str:  # the common case, ISO 8601 as written by machines
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return ts if ts.tzinfo else ts.replace(tzinfo=TZ)
     value = nfkc(value)
     if value is None:
         return None
     if isinstance(value, datetime):
         ts = value
     else:
-        text = str(value).replace("/", "-").replace("年", "-").replace("月", "-").replace("日", " ")
-        text = re.sub(r"\s+", " ", text).strip()
+        text = str(value)
+        m = _TIMESTAMP_RE.fullmatch(text)
+        if not m:
+            raise CellError("bad_timestamp", f"expected a date and time, got {value!r}")
+        y, mo, d, h, mi, sec, offset = m.groups()
         try:
-            ts = datetime.fromisoformat(text)
+            ts = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(float(sec or 0)))
+            if offset:
+                ts = datetime.fromisoformat(ts.isoformat() + ("+00:00" if offset == "Z" else offset))
         except ValueError:
-            raise CellError("bad_timestamp", f"expected a date and time, got {value!r}") from None
+            raise CellError("bad_timestamp", f"not a calendar date and time: {value!r}") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=TZ)
+
+
+_TIMESTAMP_RE = re.compile(
+    r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+    r"(?:[\sT]*(\d{1,2})\s*[:时]\s*(\d{1,2})\s*分?(?:\s*:?\s*(\d{1,2}(?:\.\d+)?)\s*秒?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?"
+)
 
 
 def to_bool(value: object) -> bool | None:

@@ -304,11 +304,16 @@ class Scenario:
         weekday_factor = 0.9 if day.weekday() >= 5 else 1.02
         rows = []
         for canteen in self.canteens:
-            rng = self._rng("meals", canteen.code, day.isoformat())
-            n = max(5, round(rng.gauss(CANTEEN_PERSON_TIMES_PER_DAY / CANTEENS * weekday_factor, 6)))
-            for seq in range(n):
-                rows.append(self._meal(canteen, day, seq, rng))
+            rows += self.canteen_meals(canteen, day, weekday_factor)
         return rows
+
+    def canteen_meals(self, canteen: Canteen, day: date, weekday_factor: float | None = None) -> list[dict]:
+        """One canteen's meal records of `day` (the same records `meals` lists for it)."""
+        if weekday_factor is None:
+            weekday_factor = 0.9 if day.weekday() >= 5 else 1.02
+        rng = self._rng("meals", canteen.code, day.isoformat())
+        n = max(5, round(rng.gauss(CANTEEN_PERSON_TIMES_PER_DAY / CANTEENS * weekday_factor, 6)))
+        return [self._meal(canteen, day, seq, rng) for seq in range(n)]
 
     def _meal(self, canteen: Canteen, day: date, seq: int, rng: random.Random) -> dict:
         diner = rng.randint(1, 750)  # each canteen serves a pool of ~750 beneficiaries
@@ -407,7 +412,7 @@ class Scenario:
     def _requester(self, rng: random.Random) -> dict:
         birth = date(1940, 1, 1) + timedelta(days=rng.randint(0, 365 * 60))
         body = f"140105{birth:%Y%m%d}{rng.randint(0, 999):03d}"
-        check = ric.calc_check_digit(body)
+        check = ric.calc_check_digit(body + "0")  # stdnum takes the full 18 characters, ignoring the last
         if rng.random() < 0.01:  # a mistyped ID number: flagged by the reader, not dropped
             check = "0" if check != "0" else "1"
         return {
@@ -441,6 +446,8 @@ class Scenario:
     def _write_streets(self, day: date, landing: Path, rows: list[dict]) -> Iterator[Path]:
         from openpyxl import Workbook
 
+        from ingest.xlsx_stable import save_stable
+
         folder = landing / "streets" / day.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         by_street: dict[str, list[dict]] = {}
@@ -463,8 +470,7 @@ class Scenario:
                     "有" if r["service_station"] else "无",
                 ])
             path = folder / f"{street}.xlsx"
-            wb.properties.created = datetime(2023, 1, 1)  # byte-identical re-generation
-            wb.save(path)
+            save_stable(wb, path)  # byte-identical re-generation
             files.append(path)
         return files
 
