@@ -6,11 +6,11 @@
    consecutive days, unique record ids) into a temporary landing zone;
 2. creates a scratch database on the server and bootstraps it (dropped at the end);
 3. times `ingest.loader.load_file` on the file: reading, header mapping, NFKC, typing, code checks,
-   keyed hashing of card numbers, duplicate detection, COPY into raw.canteens_meals (two indexes)
+   keyed hashing of card numbers, duplicate detection, COPY into raw.canteens_meals (one index)
    and the ledger, in one transaction;
 4. times psql's `\\copy` of the same file into a plain table of ten text columns (psycopg's COPY if
    psql is not on PATH), and psql's `\\copy` of the loader's own typed output (exported from
-   raw.canteens_meals) into an identical table with the same indexes: the part of the loader's time
+   raw.canteens_meals) into an identical table with the same index: the part of the loader's time
    that the server needs whatever the client does;
 5. times pandas.DataFrame.to_sql (SQLAlchemy + psycopg, pandas' defaults) on the first
    --pandas-rows rows and extrapolates its rate (to_sql of a million rows takes minutes);
@@ -106,7 +106,7 @@ def time_raw_copy(info: config.ConnInfo, path: Path) -> tuple[float, str]:
 
 def time_typed_copy(info: config.ConnInfo, work: Path) -> float | None:
     """PostgreSQL's COPY of the loader's own output (typed, hashed) into a copy of raw.canteens_meals
-    with its indexes: the server-side share of the loader's time, which no client can go below."""
+    with its index: the server-side share of the loader's time, which no client can go below."""
     psql = shutil.which("psql")
     if not psql:
         return None
@@ -195,7 +195,7 @@ def main() -> None:
         print(f"loader / pandas        = {r_loader / r_pandas:.1f}x")
         if t_typed:
             print(f"loader / COPY of its own typed output into raw.canteens_meals = {t_typed / t_loader:.2f}x "
-                  f"(the server-side share: typed columns, two indexes, 64-character hashes)")
+                  f"(the server-side share: typed columns, one index, 64-character hashes)")
         print(f"loader peak RSS        = {rss_loader:.0f} MB for the whole process "
               f"(was {rss_before:.0f} MB before the load; target < 500 MB)")
         print(f"loader Python heap peak = {heap_peak / 1e6:.0f} MB while loading {trace_rows:,} rows under tracemalloc")

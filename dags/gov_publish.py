@@ -39,23 +39,31 @@ def gov_publish():
 
         pipeline.build_marts(max(days))
 
-    @task(pool=WAREHOUSE_POOL, outlets=[MARTS])
+    @task(pool=WAREHOUSE_POOL)
+    def validate_marts(days: list[str]) -> dict:
+        from ingest import pipeline
+
+        return pipeline.validate_marts(days, run_id=get_current_context()["run_id"])
+
+    # a blocked publish fails the run on purpose: no retries, `marts` keeps the last good night
+    @task(pool=WAREHOUSE_POOL, outlets=[MARTS], retries=0)
     def publish(days: list[str]) -> dict:
         from ingest import pipeline
 
         return pipeline.publish(days, run_id=get_current_context()["run_id"])
 
-    @task(pool=WAREHOUSE_POOL)
-    def send_summary(days: list[str], published: dict) -> list[str]:
+    # officials hear about the night whatever happened to it (a blocked night is reported as such)
+    @task(pool=WAREHOUSE_POOL, trigger_rule="all_done")
+    def send_summary(days: list[str]) -> list[str]:
         from ingest import pipeline
 
-        return [key for day in days for key in pipeline.send_summary(day, published)]
+        return [key for day in days for key in pipeline.send_summary(day)]
 
     days = service_days()
     built = build_marts(days)
+    checked = validate_marts(days)
     published = publish(days)
-    built >> published
-    send_summary(days, published)
+    built >> checked >> published >> send_summary(days)
 
 
 gov_publish()

@@ -58,10 +58,8 @@ def run_suites(wh: ConnInfo, suites: list[Suite], run_id: str, service_date: str
     context = gx.get_context(mode="file", project_root_dir=str(root))
     source_name = "warehouse"
     # definitions are rebuilt from code each run: drop the previous run's before their datasource
-    stale = {v.name for v in context.validation_definitions.all()}
-    for suite in suites:
-        if suite.name in stale:
-            context.validation_definitions.delete(suite.name)
+    for stale in list(context.validation_definitions.all()):
+        context.validation_definitions.delete(stale.name)
     if source_name in [ds.name for ds in context.data_sources.all().values()]:
         context.data_sources.delete(source_name)
     datasource = context.data_sources.add_sql(name=source_name, connection_string=wh.sqlalchemy_url())
@@ -110,7 +108,9 @@ def _build_docs(context) -> Path | None:
 def _store(wh: ConnInfo, run_id: str, service_date: str, results: list[CheckResult]) -> None:
     with psycopg.connect(wh.conninfo()) as conn:
         conn.execute("set role gov_loader")
-        conn.execute("delete from audit.dq_results where run_id = %s", (run_id,))
+        # a retried task replaces its own results, and only those
+        conn.execute("delete from audit.dq_results where run_id = %s and suite = any(%s)",
+                     (run_id, sorted({r.suite for r in results})))
         with conn.cursor().copy(
             "copy audit.dq_results (run_id, service_date, suite, expectation, column_name, severity, success, "
             "observed_value, unexpected_count, details) from stdin"

@@ -77,7 +77,18 @@ def cmd_run(args: argparse.Namespace) -> None:
     finally:
         if sink is not None:
             sink.stop()
+    _dbt_docs()
     cmd_report(args)
+
+
+def _dbt_docs() -> None:
+    """dbt docs (model and column documentation, lineage) for people to browse after a local run."""
+    from ingest import pipeline
+
+    try:
+        pipeline.run_dbt(["docs", "generate", "--quiet"])
+    except RuntimeError as err:
+        print(f"dbt docs were not generated: {err}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -100,6 +111,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     docs = config.local_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     if docs.exists():
         print(f"Data Docs:   file://{docs}")
+    dbt_docs = config.local_dir() / "dbt_target" / "index.html"
+    if dbt_docs.exists():
+        print(f"dbt docs:    file://{dbt_docs}  (or: cd dbt_project && dbt docs serve --target-path {dbt_docs.parent})")
 
 
 def cmd_airflow(args: argparse.Namespace) -> None:

@@ -106,6 +106,8 @@ class RowEncoder:
     column: conversions of repetitive columns (codes, enums, amounts, card numbers) are memoised per
     file, so a value seen before costs a dictionary lookup; plain text and ISO timestamps are checked
     with C-level string functions; any row that fails anywhere goes through `encode` for its rejection.
+    `encode_plain` does the same for columns of undecoded UTF-8 bytes (a CSV reader's Batch) and gives
+    UTF-8 COPY text; values are decoded only the first time they are seen, or when a check fails.
     """
 
     def __init__(self, spec: FeedSpec, reporter: str, file_name: str):
@@ -125,7 +127,19 @@ class RowEncoder:
         names = spec.raw_columns
         self._reporter_index = names.index(spec.reporter_column)
         self._key_index = [names.index(k) for k in spec.key]
-        self._seen: set[int] = set()  # hashes of the keys seen in this file (64-bit: bounded memory)
+        # hashes of the keys (their UTF-8 COPY text) seen in this file (64-bit: bounded memory)
+        self._seen: set[int] = set()
+        # encode_plain: per source column, memoised bytes -> COPY bytes (or _BAD_BYTES) for repetitive
+        # columns, else a function checking a whole column of plain values at once
+        self._plain = []
+        for c, (_, _, cache, *_) in zip(spec.columns, self._plan, strict=True):
+            fast = None
+            if cache is None and spec.pii_columns.get(c.name) is None:
+                fast = _text_plain if c.convert is _text else _timestamp_plain if c.convert is n.to_timestamp else None
+            self._plain.append(({} if cache is not None else None, fast))
+        self._reporter_source = self._names.index(spec.reporter_column)
+        self._key_source = [self._names.index(k) for k in spec.key]
+        self._reporter_bytes = reporter.encode()
 
     def encode(self, row_number: int, values: list[Any]) -> list[str] | Rejection:
         fields: list[str] = []
@@ -159,13 +173,27 @@ class RowEncoder:
 
     @staticmethod
     def _key_hash(parts: list[str]) -> int:
-        return hash(parts[0]) if len(parts) == 1 else hash(tuple(parts))
+        return hash(parts[0].encode()) if len(parts) == 1 else hash(tuple(p.encode() for p in parts))
+
+    def _new_keys(self, hashes: list[int], bad: set[int]) -> None:
+        """Record the keys of the rows not yet rejected; a key already seen in this file marks its row bad
+        (its rejection, duplicate_record, comes from `encode`)."""
+        seen = self._seen
+        if not bad and len(set(hashes)) == len(hashes) and seen.isdisjoint(hashes):
+            seen.update(hashes)
+            return
+        for i, h in enumerate(hashes):
+            if i in bad:
+                continue
+            if h in seen:
+                bad.add(i)
+            else:
+                seen.add(h)
 
     def encode_batch(self, row_numbers: list[int], rows: list[list[Any]]
                      ) -> tuple[list[list[str]], list[int], list[Rejection]]:
         """(output columns, indexes of rejected rows, their rejections); output columns hold a
         placeholder at rejected rows' positions."""
-        count = len(rows)
         bad: set[int] = set()
         out_columns: list = []
         for (_, encode, cache, fast, placeholder, single), values in zip(self._plan, zip(*rows, strict=True),
@@ -220,25 +248,64 @@ class RowEncoder:
         if wrong:
             bad.update(i for i, c in enumerate(codes) if c in wrong)
         if self._key_index:
-            key_columns = [out_columns[i] for i in self._key_index]
-            hashes = list(map(hash, key_columns[0] if len(key_columns) == 1 else zip(*key_columns, strict=True)))
-            seen = self._seen
-            if not bad and len(set(hashes)) == count and seen.isdisjoint(hashes):
-                seen.update(hashes)
-            else:
-                for i, h in enumerate(hashes):
-                    if i in bad:
-                        continue
-                    if h in seen:
-                        bad.add(i)  # its rejection (duplicate_record) comes from `encode` below
-                    else:
-                        seen.add(h)
+            key_columns = [list(map(str.encode, out_columns[i])) for i in self._key_index]
+            self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
+                                    else zip(*key_columns, strict=True))), bad)
         rejected = sorted(bad)
         rejections = []
         for i in rejected:
             out = self.encode(row_numbers[i], rows[i])
             if not isinstance(out, Rejection):  # pragma: no cover - the two paths disagree
                 raise AssertionError(f"{self.file_name}, row {row_numbers[i]}: batch and row paths disagree")
+            rejections.append(out)
+        return out_columns, rejected, rejections
+
+    def encode_plain(self, first_row: int, columns: list[list[bytes]]
+                     ) -> tuple[list[list[bytes]], list[int], list[Rejection]]:
+        """`encode_batch` for rows `first_row`, `first_row + 1`, ... given as columns of UTF-8 bytes (one
+        per source column): (output columns as UTF-8 COPY text, a PII column's outputs joined by a tab
+        into one; indexes of rejected rows; their rejections)."""
+        bad: set[int] = set()
+        out_columns: list[list[bytes]] = []
+        for (_, encode, *_), (memo, fast), values in zip(self._plan, self._plain, columns, strict=True):
+            check = True
+            if memo is not None:
+                try:
+                    out = list(map(memo.__getitem__, values))
+                    check = _BAD_BYTES in memo.values()  # a memo of a few hundred values, not a column
+                except KeyError:
+                    new = set(values).difference(memo)
+                    if len(memo) + len(new) > CACHE_LIMIT:
+                        memo.clear()
+                        new = set(values)
+                    for value in new:
+                        memo[value] = _plain_encode(encode, value)
+                    out = list(map(memo.__getitem__, values))
+            else:
+                out = fast(values) if fast is not None else None
+                if out is None:
+                    out = [_plain_encode(encode, value) for value in values]
+                else:
+                    check = False
+            if check and _BAD_BYTES in out:
+                bad.update(i for i, v in enumerate(out) if v is _BAD_BYTES)
+            out_columns.append(out)
+        reporter = self._reporter_bytes
+        codes = out_columns[self._reporter_source]
+        wrong = {c for c in set(codes) if c != _NULL_BYTES and not c.startswith(reporter) and not reporter.startswith(c)}
+        wrong.discard(_BAD_BYTES)
+        if wrong:
+            bad.update(i for i, c in enumerate(codes) if c in wrong)
+        if self._key_source:
+            key_columns = [out_columns[i] for i in self._key_source]
+            self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
+                                    else zip(*key_columns, strict=True))), bad)
+        rejected = sorted(bad)
+        rejections = []
+        for i in rejected:
+            out = self.encode(first_row + i, [column[i].decode() for column in columns])
+            if not isinstance(out, Rejection):  # pragma: no cover - the two paths disagree
+                raise AssertionError(f"{self.file_name}, row {first_row + i}: plain and row paths disagree")
             rejections.append(out)
         return out_columns, rejected, rejections
 
@@ -276,6 +343,43 @@ def _column_encoder(col: Column, kind: str | None) -> Callable[[Any], tuple[str,
 
 _STR_ONLY = {str}
 _BAD = "\x00rejected"  # placeholder output of a rejected row: never a real value (NUL is rejected)
+_BAD_BYTES = _BAD.encode()
+_NULL_BYTES = NULL.encode()
+
+
+def _plain_encode(encode: Callable[[Any], tuple[str, ...]], value: bytes) -> bytes:
+    """One UTF-8 value through the row path's column encoder, as UTF-8 COPY text (or _BAD_BYTES)."""
+    try:
+        return "\t".join(encode(value.decode())).encode()
+    except n.CellError:
+        return _BAD_BYTES
+
+
+_PLAIN_CONTROL = bytes(range(0x20)) + b"\\"
+# YYYY-MM-DD HH:MM:SS with a real calendar date (years 1000-9999; leap years by the Gregorian rule)
+_PLAIN_TIMESTAMPS_BYTES = re.compile(
+    rb"(?:(?:[1-9]\d{3}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"
+    rb"|02-(?:0[1-9]|1\d|2[0-8]))|(?:[1-9]\d(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[13579][26])00)-02-29)"
+    rb"[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)*")
+
+
+def _text_plain(values: list[bytes]) -> list[bytes] | None:
+    """`_text_batch` for UTF-8 bytes: ASCII without control characters or backslashes, so that NFKC,
+    str.strip and COPY escaping reduce to bytes.strip; None (then value by value) otherwise."""
+    joined = b"".join(values)
+    if not joined.isascii() or len(joined.translate(None, _PLAIN_CONTROL)) != len(joined):
+        return None
+    stripped = list(map(bytes.strip, values))
+    if b"" in stripped:
+        return None
+    return stripped
+
+
+def _timestamp_plain(values: list[bytes]) -> list[bytes] | None:
+    """`_timestamp_batch` for UTF-8 bytes, without a call per value: one pattern checks the calendar."""
+    if set(map(len, values)) != {19} or not _PLAIN_TIMESTAMPS_BYTES.fullmatch(b"".join(values)):
+        return None
+    return values
 _PLAIN_TIMESTAMPS = re.compile(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)*", re.ASCII)  # 19 characters each
 
 

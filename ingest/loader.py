@@ -22,13 +22,13 @@ import psycopg
 from ingest import pii
 from ingest.config import ConnInfo
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
-from ingest.readers import UnreadableFile
+from ingest.readers import Batch, UnreadableFile
 from ingest.readers import read as read_file
 
 log = logging.getLogger(__name__)
 LOADER_ROLE = "gov_loader"
 REJECT_COLUMNS = ("load_id", "row_number", "column_name", "reason_code", "message", "raw_record")
-META_COLUMNS = ("_load_id", "_source_file", "_row_number", "_service_date", "_reporter_code")
+META_COLUMNS = ("_load_id", "_source_file", "_service_date", "_reporter_code", "_row_number")  # COPY order
 
 
 @dataclass
@@ -159,8 +159,9 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
              and load_id <> %s returning load_id""",
         (load_id, spec.source, reporter, day, load_id),
     ).fetchall()
-    if replaced:
-        conn.execute(f"delete from {spec.table} where _load_id = any(%s)", ([r[0] for r in replaced],))
+    if replaced:  # same day: the raw tables' one index is on (_service_date, _load_id)
+        conn.execute(f"delete from {spec.table} where _service_date = %s and _load_id = any(%s)",
+                     (day, [r[0] for r in replaced]))
     result.status = "loaded"
     conn.execute(
         """update audit.load_ledger set status = 'loaded', rows_read = %s, rows_loaded = %s,
@@ -169,17 +170,24 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
     )
 
 
-BATCH_ROWS = 4096
+BATCH_ROWS = 1024  # rows of one COPY write on the row-by-row path: small enough to stay in the CPU caches
+
+
+def source_file(path: Path) -> str:
+    """raw.*._source_file: the path below the landing root, `<source>/<YYYY-MM-DD>/<file>` (§5); the
+    ledger keeps the absolute path."""
+    return "/".join(path.parts[-3:])
 
 
 def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, load_id: int,
                result: FileResult) -> list[Rejection]:
     """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
-    of rows at a time: memory stays flat whatever the file size."""
+    of rows at a time: memory stays flat whatever the file size. Column-wise batches of plain CSV lines
+    (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole."""
     columns = list(META_COLUMNS) + spec.raw_columns
     encoder = spec.encoder(reporter, path.name)
-    head = f"{load_id}\t{copy_text(str(path))}"
-    tail = f"{day.isoformat()}\t{copy_text(reporter)}"
+    head = "\t".join((str(load_id), copy_text(source_file(path)), day.isoformat(), copy_text(reporter)))
+    head_bytes = head.encode()
     rejections: list[Rejection] = []
     row_numbers: list[int] = []
     rows: list[list] = []
@@ -187,7 +195,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: s
 
     def flush(copy: psycopg.Copy) -> None:
         out_columns, rejected, batch_rejections = encoder.encode_batch(row_numbers, rows)
-        lines = map("\t".join, zip(repeat(head), map(str, row_numbers), repeat(tail), *out_columns))
+        lines = map("\t".join, zip(repeat(head), map(str, row_numbers), *out_columns))
         if rejected:
             rejections.extend(batch_rejections)
             skip = set(rejected)
@@ -198,13 +206,35 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: s
         row_numbers.clear()
         rows.clear()
 
+    def write_batch(copy: psycopg.Copy, batch: Batch) -> None:
+        out_columns, rejected, batch_rejections = encoder.encode_plain(batch.first_row, batch.columns)
+        count = len(batch)
+        numbers = " ".join(map(str, range(batch.first_row, batch.first_row + count))).encode().split()
+        lines = map(b"\t".join, zip(repeat(head_bytes), numbers, *out_columns))
+        if rejected:
+            rejections.extend(batch_rejections)
+            skip = set(rejected)
+            lines = compress(lines, [i not in skip for i in range(count)])
+        data = b"\n".join(lines)
+        if data:
+            copy.write(data + b"\n")
+
+    items = read_file(spec, path)
+    batches = getattr(items, "batches", None)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
     try:
         with conn.cursor().copy(f"copy {spec.table} ({', '.join(columns)}) from stdin") as copy:
-            for item in read_file(spec, path):
+            for item in batches() if batches is not None else items:
+                cls = item.__class__
+                if cls is Batch:
+                    if rows:
+                        flush(copy)  # earlier rows first: the first of two rows with the same key is kept
+                    read += len(item)
+                    write_batch(copy, item)
+                    continue
                 read += 1
-                if item.__class__ is Rejection:
+                if cls is Rejection:
                     rejections.append(item)
                     continue
                 row_numbers.append(item[0])

@@ -60,8 +60,13 @@ def load_feed(source: str, day: str, reporter: str | None = None) -> dict:
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_rejected": sum(r.rows_rejected for r in results),
         "quarantined": [f"{r.path.name}: {r.error}" for r in results if r.status == "quarantined"],
+        "failed": [f"{r.path.name}: {r.error}" for r in results if r.status == "failed"],
     }
     log.info("load summary: %s", json.dumps(summary, ensure_ascii=False))
+    if summary["failed"]:
+        # an unexpected error (not bad data, which is quarantined or rejected): the rest of the night is
+        # loaded; failing the task makes Airflow retry, and loaded files are skipped on the retry
+        raise RuntimeError(f"{len(summary['failed'])} {source} files failed to load: " + "; ".join(summary["failed"][:5]))
     return summary
 
 
@@ -103,13 +108,42 @@ def build_marts(day: str) -> None:
     run_dbt(["build"], day)
 
 
-def publish(days: list[str], run_id: str) -> dict:
-    """Validate the built marts and record the outcome; raises (blocking the run) when a 'fail' check fails."""
+def validate_marts(days: list[str], run_id: str) -> dict:
+    """GX suites on the candidate marts (write-audit-publish: the audit step)."""
     import psycopg
 
-    raw = _latest_dq(days)
-    outcome = {"checks": raw["checks"], "failed": raw["failed"], "warnings": raw["warnings"],
-               "data_docs": raw.get("data_docs"), "status": "blocked" if raw["failed"] else "published"}
+    from expectations.runner import run_suites
+    from expectations.suites import mart_suites
+    from ingest.publish import CANDIDATE
+
+    wh = config.warehouse()
+    with psycopg.connect(wh.conninfo()) as conn:
+        rows = conn.execute("select table_name, column_name from information_schema.columns where table_schema = %s "
+                            "order by table_name, ordinal_position", (CANDIDATE,)).fetchall()
+    tables: dict[str, list[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, []).append(column)
+    results = []
+    for day in days:
+        results += run_suites(wh, mart_suites(CANDIDATE, day, tables), run_id=run_id, service_date=day).results
+    failed = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in results if not r.success and r.severity == "fail"]
+    log.info("mart checks: %d run, %d failed", len(results), len(failed))
+    return {"checks": len(results), "failed": failed}
+
+
+def publish(days: list[str], run_id: str) -> dict:
+    """Publish the candidate marts when no 'fail' check failed (raw suites of these days, mart suites of
+    this run); otherwise leave `marts` at the last good night, log the block and fail the task."""
+    import psycopg
+
+    from ingest.publish import publish_candidate
+
+    dq = _latest_dq(days)
+    outcome = {"checks": dq["checks"], "failed": dq["failed"], "warnings": dq["warnings"],
+               "data_docs": str(_data_docs()) if _data_docs() else None,
+               "status": "blocked" if dq["failed"] else "published"}
+    if outcome["status"] == "published":
+        outcome["tables"] = publish_candidate(config.warehouse())
     with psycopg.connect(config.warehouse().conninfo()) as conn:
         conn.execute("set role gov_loader")
         for day in days:
@@ -119,11 +153,33 @@ def publish(days: list[str], run_id: str) -> dict:
                 (day, run_id, outcome["status"], outcome["checks"], len(outcome["failed"]), len(outcome["warnings"]),
                  json.dumps(outcome, ensure_ascii=False)),
             )
+    if outcome["status"] == "blocked":
+        raise RuntimeError(f"publish blocked for {', '.join(days)}: {len(outcome['failed'])} failing checks: "
+                           + "; ".join(outcome["failed"][:10]))
     return outcome
 
 
+def publish_outcome(days: list[str]) -> dict:
+    """The latest publish outcome of these days (what the summary email reports)."""
+    import psycopg
+
+    with psycopg.connect(config.warehouse().conninfo()) as conn:
+        row = conn.execute("select detail from audit.publish_log where service_date = any(%s::date[]) "
+                           "order by logged_at desc limit 1", (days,)).fetchone()
+    if row:
+        return row[0]
+    return {"status": "blocked", "failed": ["build_failed: 本次构建未完成，未进行发布检查"], "checks": 0}
+
+
+def _data_docs() -> Path | None:
+    from expectations.runner import gx_dir
+
+    index = gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return index if index.exists() else None
+
+
 def _latest_dq(days: list[str]) -> dict:
-    """The latest run's results of every suite for these days, from audit.dq_results."""
+    """The latest result of every check for these days, from audit.dq_results."""
     import psycopg
 
     with psycopg.connect(config.warehouse().conninfo()) as conn:
@@ -155,7 +211,7 @@ def check_published(day: str) -> dict:
     return {"service_date": day, "published_at": row[0].isoformat()}
 
 
-def send_summary(day: str, published: dict | None = None) -> list[str]:
+def send_summary(day: str) -> list[str]:
     from reports.send import send_summaries
 
-    return send_summaries(config.warehouse(), day, published or {})
+    return send_summaries(config.warehouse(), day, publish_outcome([day]))

@@ -25,18 +25,21 @@ def cjk_font() -> str:
     return _FONT_NAME
 
 
-def trend_png(days: list[date], received: list[int], resolved: list[int], overnight: list[float | None],
-              title: str) -> bytes:
+def trend_png(days: list[date], received: list[int | None], resolved: list[int | None],
+              overnight: list[float | None], title: str) -> bytes:
     """Cases received and resolved (bars/lines) with the overnight rate on a second axis."""
     family = cjk_font()
     plt.rcParams["font.family"] = family
     plt.rcParams["axes.unicode_minus"] = False
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
     x = list(range(len(days)))
-    ax.bar(x, received, color="#fca5a5", label="受理事项")
-    ax.plot(x, resolved, color="#b91c1c", marker="o", markersize=2.5, linewidth=1.5, label="办结事项")
+    nan = float("nan")
+    ax.bar(x, [nan if v is None else v for v in received], color="#fca5a5", label="受理事项")
+    ax.plot(x, [nan if v is None else v for v in resolved], color="#b91c1c", marker="o", markersize=2.5,
+            linewidth=1.5, label="办结事项")
     ax.set_ylabel("件")
-    ax.set_ylim(0, max(received + resolved + [1]) * 1.45)  # headroom for the legend
+    known = [v for v in received + resolved if v is not None]
+    ax.set_ylim(0, max(known + [1]) * 1.45)  # headroom for the legend
     ax.set_title(title, fontsize=11)
     step = max(1, len(days) // 6)
     ax.set_xticks(x[::step], [f"{d.month}月{d.day}日" for d in days[::step]], fontsize=8)

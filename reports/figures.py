@@ -1,8 +1,12 @@
-"""The figures an official's summary shows, read from the marts (what BI sees, nothing more)."""
+"""The figures an official's summary shows, read from the marts as gov_bi_reader (what BI sees).
+
+Every scope (city, district, street) is computed the same way: street rows of the scorecard and
+coverage marts, summed over the scope, rates recomputed from their numerators.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import psycopg
@@ -10,40 +14,171 @@ from psycopg.rows import dict_row
 
 from ingest.config import ConnInfo
 
+TREND_DAYS = 30
+COUNT_KEYS = ("cases_received", "cases_resolved", "cases_backlog", "cases_escalated", "people_served",
+              "canteen_person_times")
 
-@dataclass
+
+@dataclass(frozen=True)
 class Scope:
     level: str  # city / district / street
     code: str
     name: str
 
+    def filter_sql(self, alias: str = "") -> tuple[str, tuple]:
+        prefix = f"{alias}." if alias else ""
+        if self.level == "city":
+            return "true", ()
+        column = "district_code" if self.level == "district" else "street_code"
+        return f"{prefix}{column} = %s", (self.code,)
+
 
 @dataclass
-class DayFigures:
+class ScopeReport:
+    scope: Scope
     service_date: date
-    today: dict | None
-    previous: dict | None
-    week_avg: dict | None
+    days: dict[date, dict] = field(default_factory=dict)  # day -> KPI row, last TREND_DAYS days
+    breakdown: list[dict] = field(default_factory=list)  # districts (city) or streets (district)
+    attention: list[dict] = field(default_factory=list)
+    submissions: list[dict] = field(default_factory=list)
 
+    @property
+    def today(self) -> dict | None:
+        return self.days.get(self.service_date)
 
-SUMMARY_SQL = """
-    select * from marts.mart_city_daily_summary where service_date between %s and %s order by service_date
-"""
+    @property
+    def previous(self) -> dict | None:
+        return self.days.get(self.service_date - timedelta(days=1))
 
-
-def city_figures(wh: ConnInfo, day: date) -> DayFigures:
-    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
-        conn.execute("set role gov_bi_reader")
-        rows = conn.execute(SUMMARY_SQL, (day - timedelta(days=7), day)).fetchall()
-    by_day = {r["service_date"]: r for r in rows}
-    week = [by_day[d] for d in by_day if d < day]
-    week_avg = None
-    if week:
-        keys = [k for k in week[0] if k != "service_date"]
-        week_avg = {k: _avg([r[k] for r in week]) for k in keys}
-    return DayFigures(day, by_day.get(day), by_day.get(day - timedelta(days=1)), week_avg)
+    @property
+    def week_avg(self) -> dict | None:
+        week = [self.days[d] for d in self.days if self.service_date - timedelta(days=7) <= d < self.service_date]
+        if not week:
+            return None
+        return {k: _avg([r.get(k) for r in week]) for k in week[0] if k != "service_date"}
 
 
 def _avg(values: list) -> float | None:
     values = [float(v) for v in values if v is not None]
     return sum(values) / len(values) if values else None
+
+
+def _ratio(numerator, denominator) -> float | None:
+    return None if not denominator else float(numerator or 0) / float(denominator)
+
+
+KPI_SQL = """
+with sc as (
+    select service_date,
+           sum(cases_received) as cases_received, sum(cases_resolved) as cases_resolved,
+           sum(cases_backlog) as cases_backlog, sum(cases_escalated) as cases_escalated,
+           sum(people_served) as people_served, sum(canteen_person_times) as canteen_person_times,
+           sum(overnight_cohort) as overnight_cohort, sum(overnight_resolved) as overnight_resolved,
+           sum(cases_resolved_in_grid) as cases_resolved_in_grid
+    from marts.mart_street_daily_scorecard
+    where {where} and service_date between %s and %s
+    group by service_date
+),
+pc as (
+    select service_date, sum(compounds) as compounds,
+           sum(compounds_with_property_service) as compounds_with_property_service
+    from marts.mart_property_coverage
+    where scope_level = 'street' and {where_scope} and service_date between %s and %s
+    group by service_date
+),
+py as (
+    select service_date, sum(compounds_with_party_org) as compounds_with_party_org,
+           sum(compounds_with_owners_committee) as compounds_with_owners_committee
+    from marts.mart_party_coverage
+    where scope_level = 'street' and {where_scope} and service_date between %s and %s
+    group by service_date
+)
+select * from sc full join pc using (service_date) full join py using (service_date) order by service_date
+"""
+
+
+def _kpis(row: dict) -> dict:
+    out = {k: int(row[k] or 0) for k in COUNT_KEYS}
+    out["overnight_cohort"] = int(row["overnight_cohort"] or 0)
+    out["overnight_resolution_rate"] = _ratio(row["overnight_resolved"], row["overnight_cohort"])
+    out["in_grid_resolution_rate"] = _ratio(row["cases_resolved_in_grid"], row["cases_resolved"])
+    out["compounds"] = int(row["compounds"] or 0)
+    out["property_coverage_rate"] = _ratio(row["compounds_with_property_service"], row["compounds"])
+    out["party_org_coverage_rate"] = _ratio(row["compounds_with_party_org"], row["compounds"])
+    out["owners_committee_coverage_rate"] = _ratio(row["compounds_with_owners_committee"], row["compounds"])
+    return out
+
+
+def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
+    report = ScopeReport(scope, day)
+    first = day - timedelta(days=TREND_DAYS - 1)
+    where, args = scope.filter_sql()
+    scope_where = where.replace("street_code", "scope_code") if scope.level == "street" else where
+    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
+        conn.execute("set role gov_bi_reader")
+        rows = conn.execute(KPI_SQL.format(where=where, where_scope=scope_where),
+                            (*args, first, day, *args, first, day, *args, first, day)).fetchall()
+        report.days = {r["service_date"]: _kpis(r) for r in rows}
+        report.breakdown = _breakdown(conn, scope, day)
+        report.attention = _attention(conn, scope, day)
+        report.submissions = _submissions(conn, scope, day)
+    return report
+
+
+def _breakdown(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
+    if scope.level == "street":
+        return []
+    if scope.level == "city":
+        unit, name_sql = "district_code", "(select district_name from marts.dim_district d where d.district_code = s.unit)"
+    else:
+        unit, name_sql = "street_code", "(select street_name from marts.dim_street d where d.street_code = s.unit)"
+    where, args = scope.filter_sql()
+    rows = conn.execute(
+        f"""with s as (
+                select {unit} as unit, sum(cases_received) as cases_received, sum(cases_resolved) as cases_resolved,
+                       sum(cases_backlog) as cases_backlog, sum(overnight_cohort) as overnight_cohort,
+                       sum(overnight_resolved) as overnight_resolved, sum(canteen_person_times) as canteen_person_times
+                from marts.mart_street_daily_scorecard where {where} and service_date = %s group by {unit})
+            select s.*, {name_sql} as name from s order by s.unit""",
+        (*args, day),
+    ).fetchall()
+    for r in rows:
+        r["overnight_resolution_rate"] = _ratio(r["overnight_resolved"], r["overnight_cohort"])
+    return rows
+
+
+def _attention(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
+    """Streets with the lowest overnight rate (cohort of at least 3) or the largest backlog."""
+    if scope.level == "street":
+        return []
+    where, args = scope.filter_sql("s")
+    rows = conn.execute(
+        f"""select s.street_code, d.street_name, s.overnight_cohort,
+                   s.overnight_resolved, s.cases_backlog
+            from marts.mart_street_daily_scorecard s join marts.dim_street d using (street_code)
+            where {where} and s.service_date = %s""",
+        (*args, day),
+    ).fetchall()
+    for r in rows:
+        r["overnight_resolution_rate"] = _ratio(r["overnight_resolved"], r["overnight_cohort"])
+    lowest = sorted((r for r in rows if r["overnight_cohort"] >= 3 and r["overnight_resolution_rate"] < 1),
+                    key=lambda r: (r["overnight_resolution_rate"], r["street_code"]))[:3]
+    backlog = sorted((r for r in rows if r["cases_backlog"] > 0), key=lambda r: (-r["cases_backlog"], r["street_code"]))[:3]
+    out = [{**r, "reason": "解决不隔夜率最低"} for r in lowest]
+    out += [{**r, "reason": "积压事项最多"} for r in backlog]
+    return out
+
+
+def _submissions(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
+    """Per source: reporters expected, received, missing and late (from mart_source_freshness)."""
+    exists = conn.execute("select to_regclass('marts.mart_source_freshness') is not null").fetchone()["?column?"]
+    if not exists:
+        return []
+    where, args = scope.filter_sql()
+    return conn.execute(
+        f"""select source, count(*) as expected, count(*) filter (where received) as received,
+                   count(*) filter (where late) as late,
+                   array_agg(reporter_code order by reporter_code) filter (where not received) as missing
+            from marts.mart_source_freshness where {where} and service_date = %s group by source order by source""",
+        (*args, day),
+    ).fetchall()

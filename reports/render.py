@@ -1,29 +1,37 @@
 """The morning summary as zh-CN HTML (inline CSS, table layout, no scripts or remote resources)
-and a plain-text alternative."""
+and a plain-text alternative. Figures only: no personal data ever reaches this module."""
 
 from __future__ import annotations
 
 from html import escape
 
-from reports.figures import DayFigures, Scope
+from reports.figures import ScopeReport
 
-# (column, label, kind): kind decides formatting
+LEVEL_NAMES = {"city": "全市", "district": "区县", "street": "街道"}
+# (key, label, kind): kind decides formatting
 KEY_FIGURES = [
     ("cases_received", "受理事项（件）", "int"),
     ("cases_resolved", "办结事项（件）", "int"),
     ("overnight_resolution_rate", "解决不隔夜率（前一日受理）", "rate"),
+    ("in_grid_resolution_rate", "网格内解决率", "rate"),
     ("cases_escalated", "吹哨上报部门（件）", "int"),
+    ("cases_backlog", "积压事项（件）", "int"),
     ("people_served", "帮代办服务人次", "int"),
     ("canteen_person_times", "社区食堂服务人次", "int"),
-    ("canteen_distinct_diners", "食堂就餐人数", "int"),
-    ("compounds", "小区总数（个）", "int"),
     ("property_coverage_rate", "物业服务覆盖率", "rate"),
     ("party_org_coverage_rate", "党组织覆盖率", "rate"),
     ("owners_committee_coverage_rate", "业委会（物管会）覆盖率", "rate"),
 ]
+SOURCE_NAMES = {"streets": "街道小区台账", "canteens": "社区食堂", "assistance": "帮代办点"}
+CHART_CID = "trend-chart"
+
+RED, GREY, LINE = "#b91c1c", "#6b7280", "#e5e7eb"
+CELL = f"padding:6px 8px;border-bottom:1px solid {LINE};font-size:14px;"
+HEAD = f"padding:6px 8px;background:{RED};color:#ffffff;font-size:13px;text-align:left;"
+NUM = "text-align:right;"
 
 
-def fmt(value, kind: str) -> str:
+def fmt(value, kind: str = "int") -> str:
     if value is None:
         return "—"
     if kind == "rate":
@@ -31,50 +39,115 @@ def fmt(value, kind: str) -> str:
     return f"{round(float(value)):,}"
 
 
-def subject(figures: DayFigures, scope: Scope) -> str:
-    return f"【社区治理日报】{figures.service_date.isoformat()} {scope.name}"
+def subject(report: ScopeReport) -> str:
+    return f"【社区治理日报】{report.service_date.isoformat()} {report.scope.name}"
 
 
-def render_text(figures: DayFigures, scope: Scope, dq_line: str) -> str:
-    lines = [subject(figures, scope), ""]
-    if figures.today is None:
+def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str:
+    lines = [subject(report), ""]
+    today, prev, week = report.today, report.previous or {}, report.week_avg or {}
+    if today is None:
         lines.append("本服务日暂无数据。")
     else:
         for key, label, kind in KEY_FIGURES:
-            lines.append(f"{label}：{fmt(figures.today.get(key), kind)}"
-                         f"（前一日 {fmt((figures.previous or {}).get(key), kind)}，"
-                         f"近7日均值 {fmt((figures.week_avg or {}).get(key), kind)}）")
-    lines += ["", f"数据质量：{dq_line}", "", "本邮件由社区治理数据平台自动生成，不含个人信息。"]
+            lines.append(f"{label}：{fmt(today.get(key), kind)}（前一日 {fmt(prev.get(key), kind)}，"
+                         f"近7日均值 {fmt(week.get(key), kind)}）")
+    if report.breakdown:
+        lines += ["", "分区情况："]
+        for r in report.breakdown:
+            lines.append(f"  {r['name'] or r['unit']}：受理 {fmt(r['cases_received'])}，办结 {fmt(r['cases_resolved'])}，"
+                         f"不隔夜率 {fmt(r['overnight_resolution_rate'], 'rate')}，积压 {fmt(r['cases_backlog'])}，"
+                         f"食堂 {fmt(r['canteen_person_times'])} 人次")
+    if report.attention:
+        lines += ["", "需关注的街道："]
+        for r in report.attention:
+            lines.append(f"  {r['street_name']}（{r['reason']}）：不隔夜率 {fmt(r['overnight_resolution_rate'], 'rate')}，"
+                         f"积压 {fmt(r['cases_backlog'])}")
+    if report.submissions:
+        lines += ["", "报送情况："]
+        for s in report.submissions:
+            lines.append(f"  {_submission_line(s)}")
+    lines += ["", f"数据质量：{dq_line}"]
+    lines += [f"{label}：{url}" for label, url in links.items()]
+    lines += ["", "本邮件由社区治理数据平台自动生成，不含个人信息。"]
     return "\n".join(lines)
 
 
-def render_html(figures: DayFigures, scope: Scope, dq_line: str) -> str:
-    cell = "padding:6px 10px;border-bottom:1px solid #e5e7eb;font-size:14px;"
-    head = "padding:6px 10px;background:#b91c1c;color:#ffffff;font-size:13px;text-align:left;"
+def _submission_line(s: dict) -> str:
+    missing = s.get("missing") or []
+    shown = "、".join(missing[:5]) + ("等" if len(missing) > 5 else "")
+    line = f"{SOURCE_NAMES.get(s['source'], s['source'])}：应报 {s['expected']}，已报 {s['received']}"
+    if s.get("late"):
+        line += f"，迟报 {s['late']}"
+    if missing:
+        line += f"，未报 {len(missing)}（{shown}）"
+    return line
+
+
+def _key_figures_html(report: ScopeReport) -> str:
+    today, prev, week = report.today, report.previous or {}, report.week_avg or {}
+    if today is None:
+        return f'<tr><td colspan="4" style="{CELL}">本服务日暂无数据。</td></tr>'
     rows = []
-    if figures.today is not None:
-        for key, label, kind in KEY_FIGURES:
-            rows.append(
-                f'<tr><td style="{cell}">{escape(label)}</td>'
-                f'<td style="{cell}text-align:right;font-weight:bold;">{fmt(figures.today.get(key), kind)}</td>'
-                f'<td style="{cell}text-align:right;color:#6b7280;">{fmt((figures.previous or {}).get(key), kind)}</td>'
-                f'<td style="{cell}text-align:right;color:#6b7280;">{fmt((figures.week_avg or {}).get(key), kind)}</td>'
-                "</tr>"
-            )
-    body = "".join(rows) or f'<tr><td colspan="4" style="{cell}">本服务日暂无数据。</td></tr>'
+    for key, label, kind in KEY_FIGURES:
+        rows.append(
+            f'<tr><td style="{CELL}">{escape(label)}</td>'
+            f'<td style="{CELL}{NUM}font-weight:bold;">{fmt(today.get(key), kind)}</td>'
+            f'<td style="{CELL}{NUM}color:{GREY};">{fmt(prev.get(key), kind)}</td>'
+            f'<td style="{CELL}{NUM}color:{GREY};">{fmt(week.get(key), kind)}</td></tr>'
+        )
+    return "".join(rows)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th style="{HEAD}{NUM if i else ""}">{escape(h)}</th>' for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{CELL}{NUM if i else ""}">{escape(c)}</td>' for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return ('<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+            f'style="border-collapse:collapse;"><tr>{head}</tr>{body}</table>')
+
+
+def _section(title: str, inner: str) -> str:
+    return (f'<tr><td style="padding:12px 16px 4px;font-size:15px;font-weight:bold;color:{RED};">{escape(title)}</td></tr>'
+            f'<tr><td style="padding:0 16px 8px;">{inner}</td></tr>')
+
+
+def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_chart: bool = True) -> str:
+    level = LEVEL_NAMES.get(report.scope.level, "")
+    sections = [_section("今日要点", _table(["指标", "当日", "前一日", "近7日均值"], []).replace(
+        "</table>", _key_figures_html(report) + "</table>"))]
+    if with_chart:
+        sections.append(_section("近30日趋势", f'<img src="cid:{CHART_CID}" width="600" alt="近30日受理、办结与解决不隔夜率趋势" '
+                                            'style="display:block;width:100%;max-width:600px;height:auto;border:0;">'))
+    if report.breakdown:
+        unit = "区县" if report.scope.level == "city" else "街道"
+        sections.append(_section(f"分{unit}情况", _table(
+            [unit, "受理", "办结", "不隔夜率", "积压", "食堂人次"],
+            [[r["name"] or r["unit"], fmt(r["cases_received"]), fmt(r["cases_resolved"]),
+              fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"]), fmt(r["canteen_person_times"])]
+             for r in report.breakdown])))
+    if report.attention:
+        sections.append(_section("需关注的街道", _table(
+            ["街道", "原因", "不隔夜率", "积压"],
+            [[r["street_name"], r["reason"], fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"])]
+             for r in report.attention])))
+    if report.submissions:
+        items = "".join(f'<div style="font-size:13px;padding:2px 0;">{escape(_submission_line(s))}</div>'
+                        for s in report.submissions)
+        sections.append(_section("报送情况", items))
+    link_html = " · ".join(f'<a href="{escape(url)}" style="color:{RED};">{escape(label)}</a>' for label, url in links.items())
+    sections.append(_section("数据质量", f'<div style="font-size:13px;">{escape(dq_line)}</div>'
+                                     f'<div style="font-size:12px;padding-top:4px;">{link_html}</div>'))
     return f"""<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{escape(subject(figures, scope))}</title></head>
-<body style="margin:0;padding:0;background:#f3f4f6;font-family:'PingFang SC','Microsoft YaHei',sans-serif;">
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{escape(subject(report))}</title></head>
+<body style="margin:0;padding:0;background:#f3f4f6;font-family:'PingFang SC','Microsoft YaHei','Noto Sans CJK SC',sans-serif;">
 <table role="presentation" width="100%" cellpadding="0" cellspacing="0" style="max-width:640px;margin:0 auto;background:#ffffff;">
-<tr><td style="padding:16px;background:#b91c1c;color:#ffffff;font-size:18px;font-weight:bold;">
-社区治理日报 · {escape(scope.name)} · {figures.service_date.isoformat()}</td></tr>
-<tr><td style="padding:12px 16px;">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" style="border-collapse:collapse;">
-<tr><th style="{head}">指标</th><th style="{head}text-align:right;">当日</th>
-<th style="{head}text-align:right;">前一日</th><th style="{head}text-align:right;">近7日均值</th></tr>
-{body}
-</table></td></tr>
-<tr><td style="padding:8px 16px;font-size:13px;color:#374151;">数据质量：{escape(dq_line)}</td></tr>
+<tr><td style="padding:16px;background:{RED};color:#ffffff;font-size:18px;font-weight:bold;">
+社区治理日报 · {escape(report.scope.name)}{f"（{level}）" if level else ""}<br>
+<span style="font-size:13px;font-weight:normal;">服务日 {report.service_date.isoformat()}</span></td></tr>
+{"".join(sections)}
 <tr><td style="padding:8px 16px 16px;font-size:12px;color:#9ca3af;">本邮件由社区治理数据平台自动生成，不含个人信息。</td></tr>
 </table></body></html>"""

@@ -10,16 +10,17 @@ import hashlib
 import logging
 import os
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.config import ConnInfo
-from reports.figures import Scope, city_figures
-from reports.render import render_html, render_text, subject
+from ingest.config import ConnInfo, local_dir
+from reports.chart import trend_png
+from reports.figures import Scope, ScopeReport, load_report
+from reports.render import CHART_CID, render_html, render_text, subject
 
 log = logging.getLogger(__name__)
 SMTP_CONN_ID = "smtp_default"
@@ -30,8 +31,8 @@ def recipients(wh: ConnInfo) -> list[dict]:
     """Officials from the `officials` seed; SUMMARY_RECIPIENTS (comma-separated) adds city-scope ones."""
     with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
         rows = conn.execute(
-            "select official_key, title, email, scope_level, scope_code, scope_name from seeds.officials "
-            "order by official_key"
+            "select official_key, title, email, scope_level, scope_code::text as scope_code, scope_name "
+            "from seeds.officials order by official_key"
         ).fetchall()
     extra = [e.strip() for e in os.environ.get("SUMMARY_RECIPIENTS", "").split(",") if e.strip()]
     for email in extra:
@@ -43,9 +44,9 @@ def recipients(wh: ConnInfo) -> list[dict]:
 def dq_status_line(dq: dict) -> str:
     if not dq:
         return "未运行"
-    if dq.get("status") == "blocked":
-        return f"未通过，今日数据未发布（{len(dq.get('failed') or [])} 项失败）：" + "；".join((dq.get("failed") or [])[:5])
     failed, warned = dq.get("failed") or [], dq.get("warnings") or []
+    if dq.get("status") == "blocked":
+        return f"未通过，今日数据未发布（{len(failed)} 项失败）：" + "；".join(failed[:5])
     if failed:
         return f"未通过 {len(failed)} 项：" + "；".join(failed[:5])
     if warned:
@@ -53,37 +54,59 @@ def dq_status_line(dq: dict) -> str:
     return f"全部通过（{dq.get('checks', 0)} 项检查）"
 
 
+def doc_links(dq: dict) -> dict[str, str]:
+    base = os.environ.get("GOV_DOCS_BASE_URL")
+    if base:
+        base = base.rstrip("/")
+        return {"数据质量报告（Data Docs）": f"{base}/data-docs/", "指标口径（dbt docs）": f"{base}/dbt-docs/"}
+    links = {}
+    if dq.get("data_docs"):
+        links["数据质量报告（Data Docs）"] = f"file://{dq['data_docs']}"
+    dbt_docs = local_dir() / "dbt_target" / "index.html"
+    links["指标口径（dbt docs）"] = f"file://{dbt_docs}"
+    return links
+
+
 def send_summaries(wh: ConnInfo, day: str, dq: dict) -> list[str]:
     service_date = date.fromisoformat(day)
-    figures = city_figures(wh, service_date)
-    dq_line = dq_status_line(dq)
+    dq_line, links = dq_status_line(dq), doc_links(dq)
     sent = []
     for official in recipients(wh):
-        if official["scope_level"] != "city":
-            log.info("skipping %s: %s scope is not served yet", official["official_key"], official["scope_level"])
-            continue
         if _already_sent(wh, service_date, official["official_key"]):
             log.info("summary for %s on %s already sent; not sending again", official["official_key"], day)
             continue
         scope = Scope(official["scope_level"], official["scope_code"], official["scope_name"])
-        msg = build_message(official["email"], subject(figures, scope), render_text(figures, scope, dq_line),
-                            render_html(figures, scope, dq_line))
+        report = load_report(wh, scope, service_date)
+        msg = build_message(official["email"], report, dq_line, links)
         deliver(msg)
         _record(wh, service_date, official, msg)
         sent.append(official["official_key"])
+    log.info("summaries for %s sent to %d officials", day, len(sent))
     return sent
 
 
-def build_message(to: str, subj: str, text: str, html: str) -> EmailMessage:
+def chart_for(report: ScopeReport) -> bytes:
+    days = [report.service_date - timedelta(days=i) for i in range(29, -1, -1)]
+    rows = [report.days.get(d) or {} for d in days]  # a day without data is a gap, not a zero
+    return trend_png(days, [r.get("cases_received") for r in rows], [r.get("cases_resolved") for r in rows],
+                     [r.get("overnight_resolution_rate") for r in rows], f"近30日帮代办事项 · {report.scope.name}")
+
+
+def build_message(to: str, report: ScopeReport, dq_line: str, links: dict[str, str]) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = subj
+    msg["Subject"] = subject(report)
     msg["From"] = os.environ.get("SUMMARY_FROM", DEFAULT_FROM)
     msg["To"] = to
     msg["Date"] = formatdate(localtime=True)
     # no long digit runs in the id: it is stored in audit and must not look like an ID or phone number
     msg["Message-ID"] = f"<summary.{uuid.uuid4().hex}@taiyuan.example>"
-    msg.set_content(text, charset="utf-8")
-    msg.add_alternative(html, subtype="html", charset="utf-8")
+    msg["X-Gov-Service-Date"] = report.service_date.isoformat()
+    msg["X-Gov-Scope"] = f"{report.scope.level}:{report.scope.code}"
+    msg.set_content(render_text(report, dq_line, links), charset="utf-8")
+    msg.add_alternative(render_html(report, dq_line, links), subtype="html", charset="utf-8")
+    html_part = msg.get_payload()[1]
+    html_part.add_related(chart_for(report), maintype="image", subtype="png", cid=f"<{CHART_CID}>",
+                          filename="trend.png", disposition="inline")
     return msg
 
 
@@ -91,7 +114,7 @@ def deliver(msg: EmailMessage) -> None:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     # The hook opens and authenticates the connection from `smtp_default`; its send_email_smtp builds
-    # HTML-only messages, so the multipart/alternative message is handed to its client directly.
+    # HTML-only messages, so the multipart message is handed to its client directly.
     with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
         hook._smtp_client.send_message(msg)
 

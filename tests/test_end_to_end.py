@@ -1,6 +1,7 @@
-"""End to end: generate two nights of the Taiyuan scenario, run the nightly DAG through Airflow
-(`python -m ingest run` -> `airflow dags test`) against a real PostgreSQL, check the marts against
-counts computed independently from the generator's own records, and re-run to show nothing changes.
+"""End to end: generate three consecutive nights of the Taiyuan scenario, run the nightly DAGs
+through Airflow (`python -m ingest run` -> `airflow dags test gov_ingest`, then `gov_publish`)
+against a real PostgreSQL, check the published marts and the officials' emails against counts
+computed independently from the generator's own records, and re-run to show nothing changes.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ from ingest import config, pii
 from ingest.scenario import Night, Scenario
 
 TZ = ZoneInfo("Asia/Shanghai")
-DAY1, DAY2 = date(2023, 11, 6), date(2023, 11, 7)
+DAY0, DAY1, DAY2 = date(2023, 11, 5), date(2023, 11, 6), date(2023, 11, 7)
+DAYS = (DAY0, DAY1, DAY2)
 
 
 def run_pipeline(*days: date) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "ingest", "run", "--day", days[0].isoformat(), "--to", days[-1].isoformat()]
-    return subprocess.run(args, cwd=config.REPO_ROOT, env=dict(os.environ), capture_output=True, text=True,
-                          timeout=1800)
+    # a broken step should fail the test at once, not wait out production retry back-offs
+    env = {**os.environ, "GOV_TASK_RETRIES": "0"}
+    return subprocess.run(args, cwd=config.REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
 
 
 @pytest.fixture(scope="module")
 def nights(pipeline_warehouse, local_dir) -> dict[date, Night]:
     scenario = Scenario()
-    generated = {day: scenario.write_night(day, config.landing_dir()) for day in (DAY1, DAY2)}
-    proc = run_pipeline(DAY1, DAY2)
+    generated = {day: scenario.write_night(day, config.landing_dir()) for day in DAYS}
+    proc = run_pipeline(*DAYS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return generated
 
@@ -93,8 +96,8 @@ def expected_summary(day: date, nights: dict[date, Night]) -> dict:
 
 def test_city_summary_matches_generated_files(nights, pipeline_warehouse):
     rows = {r["service_date"]: r for r in query(pipeline_warehouse, "select * from marts.mart_city_daily_summary")}
-    assert set(rows) == {DAY1, DAY2}
-    for day in (DAY1, DAY2):
+    assert set(rows) == set(DAYS)
+    for day in DAYS:
         expected = expected_summary(day, nights)
         actual = {k: rows[day][k] for k in expected}
         assert actual == expected, day
@@ -119,14 +122,37 @@ def test_every_file_and_row_is_accounted_for(nights, pipeline_warehouse):
 
 def test_quality_checks_recorded(nights, pipeline_warehouse):
     rows = query(pipeline_warehouse, "select suite, service_date, success from audit.dq_results")
-    assert {r["suite"] for r in rows} == {"raw_streets_compounds", "raw_canteens_meals", "raw_assistance_case_events"}
-    assert {r["service_date"] for r in rows} == {DAY1, DAY2}
-    assert all(r["success"] for r in rows)
+    suites = {r["suite"] for r in rows}
+    assert {"raw_streets_compounds", "raw_canteens_meals", "raw_assistance_case_events"} <= suites
+    assert {"marts_street_totals_equal_city", "marts_street_totals_equal_district",
+            "marts_no_personal_data_columns"} <= suites
+    assert {r["service_date"] for r in rows} == set(DAYS)
+    assert all(r["success"] for r in rows), [r for r in rows if not r["success"]]
+    published = query(pipeline_warehouse, "select service_date, status from audit.publish_log")
+    assert {(r["service_date"], r["status"]) for r in published} == {(d, "published") for d in DAYS}
 
 
 def _messages() -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
             for p in sorted(config.outbox_dir().glob("*.eml"))]
+
+
+def _officials() -> list[dict]:
+    import csv
+
+    with (config.DBT_PROJECT_DIR / "seeds" / "officials.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _text(msg) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_one_summary_per_official_per_day(nights, pipeline_warehouse):
+    subjects = sorted(m["Subject"] for m in _messages())
+    expected = sorted(f"【社区治理日报】{day.isoformat()} {o['scope_name']}" for day in DAYS for o in _officials())
+    assert subjects == expected
+    assert {m["To"] for m in _messages()} == {o["email"] for o in _officials()}
 
 
 def test_summary_email_shows_the_nights_figures_in_chinese(nights, pipeline_warehouse):
@@ -142,8 +168,11 @@ def test_summary_email_shows_the_nights_figures_in_chinese(nights, pipeline_ware
     overnight = f"{float(expected['overnight_resolution_rate']) * 100:.1f}%"
     assert f"解决不隔夜率（前一日受理）：{overnight}" in text
     assert f"{expected['canteen_person_times']:,}" in html and "<script" not in html
-    for body in (text, html):
-        assert not pii.PHONE_RE.search(body) and not pii.ID_NUMBER_RE.search(body)
+    for message in _messages():
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                body = part.get_content()
+                assert not pii.PHONE_RE.search(body) and not pii.ID_NUMBER_RE.search(body)
 
 
 def test_no_plain_personal_data_in_the_warehouse(nights, pipeline_warehouse):
@@ -166,6 +195,74 @@ def test_no_plain_personal_data_in_the_warehouse(nights, pipeline_warehouse):
                 assert not pii.PHONE_RE.search(value), (c, "phone pattern")
                 assert not pii.ID_NUMBER_RE.search(value), (c, "ID number pattern")
                 assert value not in phones and value not in ids and value not in cards, c
+
+
+def _scorecard_sums(wh: config.ConnInfo, column: str, code: str, day: date) -> dict:
+    return query(wh, f"""select sum(cases_received) as received, sum(cases_backlog) as backlog,
+                                sum(canteen_person_times) as canteen
+                         from marts.mart_street_daily_scorecard where {column} = %s and service_date = %s""",
+                 (code, day))[0]
+
+
+def test_district_summary_matches_marts_and_stays_in_its_district(nights, pipeline_warehouse):
+    official = next(o for o in _officials() if o["scope_level"] == "district")
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} {official['scope_name']}")
+    text = _text(msg)
+    sums = _scorecard_sums(pipeline_warehouse, "district_code", official["scope_code"], DAY2)
+    assert f"受理事项（件）：{sums['received']:,}" in text
+    assert f"积压事项（件）：{sums['backlog']:,}" in text
+    assert f"社区食堂服务人次：{sums['canteen']:,}" in text
+    streets = query(pipeline_warehouse, "select street_code, street_name, district_code from marts.dim_street")
+    mine = {s["street_name"] for s in streets if s["district_code"] == official["scope_code"]}
+    others = {s["street_name"] for s in streets if s["district_code"] != official["scope_code"]} - mine
+    assert all(f"  {name}：受理" in text for name in mine)  # its per-street table
+    assert not [name for name in others if name in text]
+    districts = query(pipeline_warehouse, "select district_code, district_name from marts.dim_district")
+    assert not [d["district_name"] for d in districts
+                if d["district_code"] != official["scope_code"] and d["district_name"] in text]
+
+
+def test_street_summary_shows_only_its_street(nights, pipeline_warehouse):
+    official = next(o for o in _officials() if o["scope_level"] == "street")
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} {official['scope_name']}")
+    text = _text(msg)
+    sums = _scorecard_sums(pipeline_warehouse, "street_code", official["scope_code"], DAY2)
+    assert f"受理事项（件）：{sums['received']:,}" in text
+    assert "分区情况" not in text and "需关注的街道" not in text
+
+
+def test_chart_is_an_inline_png_that_decodes_and_is_not_blank(nights, pipeline_warehouse):
+    from io import BytesIO
+
+    from PIL import Image
+
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} 太原市")
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0]["Content-ID"] == "<trend-chart>"
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert 'src="cid:trend-chart"' in html and "http://" not in html and "https://" not in html
+    image = Image.open(BytesIO(images[0].get_content())).convert("RGB")
+    assert image.width >= 500 and image.height >= 250
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert len(colours) > 50  # bars, lines, anti-aliased CJK labels: not an empty canvas
+    white = max(colours)[0] / (image.width * image.height)
+    assert white < 0.97
+
+
+def test_summary_renders_in_headless_chromium(nights, pipeline_warehouse, tmp_path):
+    """Render the HTML (with its inline chart) in Debian's Chromium; the PNG is kept for a person to look at."""
+    from PIL import Image
+
+    from reports.render_check import render_eml
+
+    eml = next(p for p in sorted(config.outbox_dir().glob("*.eml"))
+               if "city-duty" in p.name)
+    png = render_eml(eml, config.outbox_dir() / "city-summary-rendered.png")
+    image = Image.open(png).convert("RGB")
+    assert image.width == 680
+    top = image.crop((0, 0, image.width, 60)).getcolors(maxcolors=1 << 16)
+    assert max(top)[1][0] > 150 and max(top)[1][1] < 60  # the red banner is drawn
+    assert len(image.getcolors(maxcolors=1 << 20)) > 100  # text, tables and the chart rendered
 
 
 def marts_digest(wh: config.ConnInfo) -> dict[str, str]:

@@ -20,6 +20,8 @@ create schema if not exists staging authorization gov_transformer;
 create schema if not exists intermediate authorization gov_transformer;
 create schema if not exists snapshots authorization gov_transformer;
 create schema if not exists marts authorization gov_transformer;
+-- dbt builds here; `marts` receives a night only after its checks pass (write-audit-publish)
+create schema if not exists marts_candidate authorization gov_transformer;
 create schema if not exists seeds authorization gov_transformer;
 
 -- BI sees marts and nothing else; the transformer reads what the loader wrote.
@@ -113,8 +115,8 @@ create table if not exists raw.streets_compounds (
   unit_heads           integer,
   service_station      boolean
 );
-create index if not exists streets_compounds_day on raw.streets_compounds (_service_date);
-create index if not exists streets_compounds_load on raw.streets_compounds (_load_id);
+drop index if exists raw.streets_compounds_day, raw.streets_compounds_load;  -- one index per raw table: cheaper COPY
+create index if not exists streets_compounds_day_load on raw.streets_compounds (_service_date, _load_id);
 
 create table if not exists raw.canteens_meals (
   _load_id           bigint not null,
@@ -134,8 +136,8 @@ create table if not exists raw.canteens_meals (
   subsidy_yuan       numeric(10, 2),
   payment_method     text
 );
-create index if not exists canteens_meals_day on raw.canteens_meals (_service_date);
-create index if not exists canteens_meals_load on raw.canteens_meals (_load_id);
+drop index if exists raw.canteens_meals_day, raw.canteens_meals_load;  -- one index per raw table: cheaper COPY
+create index if not exists canteens_meals_day_load on raw.canteens_meals (_service_date, _load_id);
 
 create table if not exists raw.assistance_case_events (
   _load_id                bigint not null,
@@ -161,8 +163,8 @@ create table if not exists raw.assistance_case_events (
   requester_id_valid      boolean,
   status_notes            text
 );
-create index if not exists assistance_events_day on raw.assistance_case_events (_service_date);
-create index if not exists assistance_events_load on raw.assistance_case_events (_load_id);
+drop index if exists raw.assistance_events_day, raw.assistance_events_load;  -- one index per raw table: cheaper COPY
+create index if not exists assistance_events_day_load on raw.assistance_case_events (_service_date, _load_id);
 
 grant select on all tables in schema raw to gov_transformer;
 grant select on all tables in schema audit to gov_transformer;
@@ -188,3 +190,6 @@ create index if not exists publish_log_day on audit.publish_log (service_date);
 comment on table audit.publish_log is 'Write-audit-publish outcome of each build: published, or blocked by failing checks.';
 grant select on audit.publish_log to gov_transformer;
 reset role;
+
+-- dbt assembles each case from its events: keep that lookup independent of history length
+create index if not exists assistance_events_case on raw.assistance_case_events (service_request_id);

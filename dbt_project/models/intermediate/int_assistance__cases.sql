@@ -1,22 +1,29 @@
--- One row per case: the lifecycle assembled from its events.
--- resolved_at is the first resolution, by the grid (resolved) or by a department (dept_resolved).
+{{ config(materialized='view') }}
+-- One row per case: the lifecycle assembled from its events, and the case KPIs, defined here once.
+-- A view: fct_assistance_case reads it for the cases touched by a night (the filter on
+-- service_request_id reaches the events), so a night costs what its cases cost.
+--
+-- resolved_at         the first resolution, by the grid (resolved) or by a department (dept_resolved)
+-- resolved_overnight  解决不隔夜: resolved before 09:00 Asia/Shanghai of the day after receipt
+--                     (null when the receipt predates the warehouse's history)
+-- escalated           小区吹哨、部门报到: escalated to a government department
+-- resolved_in_grid    小事不出格: resolved, and never escalated
+-- dept_response_hours hours from escalation to the department's resolution
 -- A case whose 'received' event predates the warehouse's history still has a row (received_at null),
 -- so that its resolution counts on the day it happens.
-with events as (
-    select * from {{ ref('stg_assistance__case_events') }}
-),
-
-received as (
-    select distinct on (service_request_id)
-        service_request_id, point_code, street_code, district_code, compound_code, service_code, channel,
-        people_served, case when event = 'received' then event_at end as received_at
-    from events
-    order by service_request_id, (event = 'received') desc, event_at
-),
-
-stages as (
+-- One pass (a single GROUP BY over the events view) so that a filter on service_request_id reaches
+-- the raw table. Case attributes come from the 'received' event, else from the earliest event.
+with cases as (
     select
         service_request_id,
+        (array_agg(point_code order by (event = 'received') desc, event_at))[1] as point_code,
+        (array_agg(street_code order by (event = 'received') desc, event_at))[1] as street_code,
+        (array_agg(district_code order by (event = 'received') desc, event_at))[1] as district_code,
+        (array_agg(compound_code order by (event = 'received') desc, event_at))[1] as compound_code,
+        (array_agg(service_code order by (event = 'received') desc, event_at))[1] as service_code,
+        (array_agg(channel order by (event = 'received') desc, event_at))[1] as channel,
+        (array_agg(people_served order by (event = 'received') desc, event_at))[1] as people_served,
+        min(event_at) filter (where event = 'received') as received_at,
         min(event_at) filter (where event = 'dispatched') as dispatched_at,
         min(event_at) filter (where event = 'escalated') as escalated_at,
         min(event_at) filter (where event = 'dept_resolved') as dept_resolved_at,
@@ -24,35 +31,35 @@ stages as (
         max(event_at) filter (where event = 'closed') as closed_at,
         (array_agg(satisfaction order by event_at desc) filter (where event = 'closed'))[1] as satisfaction,
         (array_agg(agency_responsible order by event_at) filter (where event = 'escalated'))[1] as agency_responsible
-    from events
+    from {{ ref('stg_assistance__case_events') }}
     group by service_request_id
 )
 
 select
-    r.service_request_id,
-    r.point_code,
-    r.street_code,
-    r.district_code,
-    r.compound_code,
-    r.service_code,
-    r.channel,
-    r.people_served,
-    r.received_at,
-    {{ local_date('r.received_at') }} as received_date,
-    s.dispatched_at,
-    s.escalated_at,
-    s.dept_resolved_at,
-    s.resolved_at,
-    {{ local_date('s.resolved_at') }} as resolved_date,
-    s.closed_at,
-    s.satisfaction,
-    s.agency_responsible,
-    s.escalated_at is not null as escalated,
-    round((extract(epoch from s.resolved_at - r.received_at) / 3600.0)::numeric, 2) as hours_to_resolve,
-    -- 解决不隔夜: resolved before 09:00 (Asia/Shanghai) of the day after receipt
-    case when r.received_at is not null then coalesce(
-        s.resolved_at < ((({{ local_date('r.received_at') }}) + 1) + time '09:00') at time zone 'Asia/Shanghai',
+    c.service_request_id,
+    c.point_code,
+    c.street_code,
+    c.district_code,
+    c.compound_code,
+    c.service_code,
+    c.channel,
+    c.people_served,
+    c.received_at,
+    {{ local_date('c.received_at') }} as received_date,
+    c.dispatched_at,
+    c.escalated_at,
+    c.dept_resolved_at,
+    c.resolved_at,
+    {{ local_date('c.resolved_at') }} as resolved_date,
+    c.closed_at,
+    c.satisfaction,
+    c.agency_responsible,
+    c.escalated_at is not null as escalated,
+    c.resolved_at is not null and c.escalated_at is null as resolved_in_grid,
+    round((extract(epoch from c.resolved_at - c.received_at) / 3600.0)::numeric, 2) as hours_to_resolve,
+    round((extract(epoch from c.dept_resolved_at - c.escalated_at) / 3600.0)::numeric, 2) as dept_response_hours,
+    case when c.received_at is not null then coalesce(
+        c.resolved_at < ((({{ local_date('c.received_at') }}) + 1) + time '09:00') at time zone 'Asia/Shanghai',
         false
     ) end as resolved_overnight
-from received as r
-left join stages as s using (service_request_id)
+from cases as c

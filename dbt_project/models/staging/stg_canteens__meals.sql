@@ -1,4 +1,6 @@
--- One row per meal record (a person-time), latest version of each record id.
+-- One row per meal record (a person-time), latest version of each record id within its service day.
+-- The service day is part of the window's partition so that a filter on service_date reaches the
+-- raw table's index (incremental models read one night, not the whole history).
 with source as (
     select * from {{ source('raw', 'canteens_meals') }}
 ),
@@ -6,7 +8,7 @@ with source as (
 ranked as (
     select
         *,
-        row_number() over (partition by record_id order by _load_id desc, _row_number desc) as _version
+        row_number() over (partition by _service_date, record_id order by _load_id desc, _row_number desc) as _version
     from source
 )
 

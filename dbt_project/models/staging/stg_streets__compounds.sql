@@ -1,4 +1,11 @@
 -- One row per compound and service day: the registry as the street reported it that night.
+-- The programme's property-service definitions are written here, once:
+--   has_property_service               property_mode <> 'none'
+--   without_property_before_programme  the compound is one of the "四个一批" compounds: its mode is
+--                                      none or one of the four measures, or it has (had) a subsidy
+--                                      transition (a finished transition becomes 'market' but keeps
+--                                      its subsidy_start_month)
+--   programme_measure                  which of the four measures, or 'awaiting' (no service yet)
 with source as (
     select * from {{ source('raw', 'streets_compounds') }}
 ),
@@ -31,6 +38,16 @@ select
     building_heads,
     unit_heads,
     service_station,
+    property_mode <> 'none' as has_property_service,
+    (
+        property_mode in ('none', 'red_property', 'unit_assisted', 'community_fallback', 'subsidy_transition')
+        or subsidy_start_month is not null
+    ) as without_property_before_programme,
+    case
+        when property_mode = 'subsidy_transition' or subsidy_start_month is not null then 'subsidy_transition'
+        when property_mode in ('red_property', 'unit_assisted', 'community_fallback') then property_mode
+        when property_mode = 'none' then 'awaiting'
+    end as programme_measure,
     _load_id as load_id
 from ranked
 where _version = 1

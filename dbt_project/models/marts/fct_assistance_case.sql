@@ -1,0 +1,32 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_request_id',
+          on_schema_change='fail') }}
+-- One row per assistance case. Nightly: only the cases with an event in tonight's load are rebuilt
+-- (from all their events), so the night's cost grows with the night, not with the history.
+select
+    service_request_id,
+    point_code,
+    street_code,
+    district_code,
+    compound_code,
+    service_code,
+    channel,
+    people_served,
+    received_at,
+    received_date,
+    dispatched_at,
+    escalated_at,
+    dept_resolved_at,
+    resolved_at,
+    resolved_date,
+    closed_at,
+    hours_to_resolve,
+    resolved_overnight,
+    escalated,
+    resolved_in_grid,
+    agency_responsible,
+    dept_response_hours,
+    satisfaction
+from {{ ref('int_assistance__cases') }}
+{% if nightly() -%}
+where service_request_id = any (array({{ cases_touched_tonight() }}))
+{%- endif %}
