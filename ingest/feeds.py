@@ -241,12 +241,7 @@ class RowEncoder:
                         bad.add(i)
                         outs.append(placeholder)
             out_columns.extend(zip(*outs, strict=True))
-        reporter = self.reporter
-        codes = out_columns[self._reporter_index]
-        wrong = {c for c in set(codes) if c != NULL and not c.startswith(reporter) and not reporter.startswith(c)}
-        wrong.discard(_BAD)
-        if wrong:
-            bad.update(i for i, c in enumerate(codes) if c in wrong)
+        bad.update(_wrong_reporter_rows(out_columns[self._reporter_index], self.reporter, NULL, _BAD))
         if self._key_index:
             key_columns = [list(map(str.encode, out_columns[i])) for i in self._key_index]
             self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
@@ -290,12 +285,7 @@ class RowEncoder:
             if check and _BAD_BYTES in out:
                 bad.update(i for i, v in enumerate(out) if v is _BAD_BYTES)
             out_columns.append(out)
-        reporter = self._reporter_bytes
-        codes = out_columns[self._reporter_source]
-        wrong = {c for c in set(codes) if c != _NULL_BYTES and not c.startswith(reporter) and not reporter.startswith(c)}
-        wrong.discard(_BAD_BYTES)
-        if wrong:
-            bad.update(i for i, c in enumerate(codes) if c in wrong)
+        bad.update(_wrong_reporter_rows(out_columns[self._reporter_source], self._reporter_bytes, _NULL_BYTES, _BAD_BYTES))
         if self._key_source:
             key_columns = [out_columns[i] for i in self._key_source]
             self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
@@ -342,6 +332,13 @@ def _column_encoder(col: Column, kind: str | None) -> Callable[[Any], tuple[str,
 
 
 _STR_ONLY = {str}
+def _wrong_reporter_rows(codes: list, reporter, null, rejected) -> set[int]:
+    """Rows whose code does not belong to the file's reporter (codes as str or as bytes, alike)."""
+    wrong = {c for c in set(codes)
+             if c not in (null, rejected) and not c.startswith(reporter) and not reporter.startswith(c)}
+    return {i for i, c in enumerate(codes) if c in wrong} if wrong else set()
+
+
 _BAD = "\x00rejected"  # placeholder output of a rejected row: never a real value (NUL is rejected)
 _BAD_BYTES = _BAD.encode()
 _NULL_BYTES = NULL.encode()

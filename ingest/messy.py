@@ -51,12 +51,10 @@ from pathlib import Path
 from ingest import reference as ref
 from ingest.scenario import (
     CANTEEN_HEADERS,
-    COMMITTEE_ZH,
-    MODE_ZH,
-    PARTY_ZH,
     STREET_HEADERS,
     Canteen,
     Scenario,
+    street_row_values,
 )
 from ingest.xlsx_stable import save_stable
 
@@ -158,20 +156,8 @@ def write_messy_night(scenario: Scenario, day: date, landing: Path, full: bool =
 # ---------------------------------------------------------------- streets
 
 
-def _street_values(r: dict) -> list:
-    return [
-        r["compound_code"], r["name"], r["community_code"], r["households"], r["building_area_m2"],
-        r["buildings"], MODE_ZH[r["property_mode"]], r["property_company"] or None,
-        r["subsidy_start_month"].strftime("%Y-%m") if r["subsidy_start_month"] else None,
-        PARTY_ZH[r["party_org_type"]],
-        r["party_org_since"].isoformat() if r["party_org_since"] else None,
-        COMMITTEE_ZH[r["owners_committee"]], r["building_heads"], r["unit_heads"],
-        "有" if r["service_station"] else "无",
-    ]
-
-
 def _messy_street_values(r: dict, i: int) -> list:
-    v = _street_values(r)
+    v = street_row_values(r)
     # codes as Excel numbers (what happens when a clerk retypes them), or in full-width digits
     v[0] = int(r["compound_code"]) if i % 3 == 0 else (r["compound_code"].translate(FULL_WIDTH) if i % 3 == 1
                                                         else r["compound_code"])
@@ -259,7 +245,7 @@ def _streets_unreadable(manifest: MessyManifest, registry: list[dict], street: s
     ws.append(STREET_HEADERS)
     for r in registry:
         if r["street_code"] == street:
-            ws.append(_street_values(r))
+            ws.append(street_row_values(r))
     path = landing / "streets" / day.isoformat() / f"{street}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_stable(wb, path)

@@ -70,13 +70,18 @@ def load_feed(source: str, day: str, reporter: str | None = None) -> dict:
     return summary
 
 
+def check_label(suite: str, expectation: str, column: str | None) -> str:
+    """How a check is named in logs, the publish log and the email."""
+    return f"{suite}.{expectation}({column or ''})"
+
+
 def validate_raw(day: str, run_id: str) -> dict:
     from expectations.runner import run_suites
     from expectations.suites import raw_suites
 
     run = run_suites(config.warehouse(), raw_suites(day), run_id=run_id, service_date=day)
-    failed = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in run.failed]
-    warned = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in run.warnings]
+    failed = [check_label(r.suite, r.expectation, r.column) for r in run.failed]
+    warned = [check_label(r.suite, r.expectation, r.column) for r in run.warnings]
     log.info("raw checks: %d run, %d failed, %d warnings", len(run.results), len(failed), len(warned))
     return {"checks": len(run.results), "failed": failed, "warnings": warned,
             "data_docs": str(run.data_docs) if run.data_docs else None}
@@ -126,7 +131,7 @@ def validate_marts(days: list[str], run_id: str) -> dict:
     results = []
     for day in days:
         results += run_suites(wh, mart_suites(CANDIDATE, day, tables), run_id=run_id, service_date=day).results
-    failed = [f"{r.suite}.{r.expectation}({r.column or ''})" for r in results if not r.success and r.severity == "fail"]
+    failed = [check_label(r.suite, r.expectation, r.column) for r in results if not r.success and r.severity == "fail"]
     log.info("mart checks: %d run, %d failed", len(results), len(failed))
     return {"checks": len(results), "failed": failed}
 
@@ -140,7 +145,7 @@ def publish(days: list[str], run_id: str) -> dict:
 
     dq = _latest_dq(days)
     outcome = {"checks": dq["checks"], "failed": dq["failed"], "warnings": dq["warnings"],
-               "data_docs": str(_data_docs()) if _data_docs() else None,
+               "data_docs": str(docs) if (docs := _data_docs()) else None,
                "status": "blocked" if dq["failed"] else "published"}
     if outcome["status"] == "published":
         outcome["tables"] = publish_candidate(config.warehouse())
@@ -190,7 +195,7 @@ def _latest_dq(days: list[str]) -> dict:
                order by suite, expectation, coalesce(column_name, ''), service_date, checked_at desc""",
             (days,),
         ).fetchall()
-    label = [f"{s}.{e}({c or ''})" for s, e, c, _, _ in rows]
+    label = [check_label(s, e, c) for s, e, c, _, _ in rows]
     return {
         "checks": len(rows),
         "failed": [lbl for lbl, r in zip(label, rows, strict=True) if not r[4] and r[3] == "fail"],

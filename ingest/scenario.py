@@ -60,6 +60,19 @@ CANTEEN_HEADERS = [
 ]
 
 
+def street_row_values(r: dict) -> list:
+    """A registry row as a street office's workbook holds it (STREET_HEADERS order, Chinese labels)."""
+    return [
+        r["compound_code"], r["name"], r["community_code"], r["households"], r["building_area_m2"],
+        r["buildings"], MODE_ZH[r["property_mode"]], r["property_company"] or None,
+        r["subsidy_start_month"].strftime("%Y-%m") if r["subsidy_start_month"] else None,
+        PARTY_ZH[r["party_org_type"]],
+        r["party_org_since"].isoformat() if r["party_org_since"] else None,
+        COMMITTEE_ZH[r["owners_committee"]], r["building_heads"], r["unit_heads"],
+        "有" if r["service_station"] else "无",
+    ]
+
+
 def spread(total: int, n: int, rng: random.Random, weights: list[float] | None = None) -> list[int]:
     """Split `total` into n non-negative integers summing exactly to `total` (largest remainder)."""
     weights = weights or [rng.uniform(0.5, 1.5) for _ in range(n)]
@@ -460,15 +473,7 @@ class Scenario:
             ws.title = "小区台账"
             ws.append(STREET_HEADERS)
             for r in street_rows:
-                ws.append([
-                    r["compound_code"], r["name"], r["community_code"], r["households"], r["building_area_m2"],
-                    r["buildings"], MODE_ZH[r["property_mode"]], r["property_company"] or None,
-                    r["subsidy_start_month"].strftime("%Y-%m") if r["subsidy_start_month"] else None,
-                    PARTY_ZH[r["party_org_type"]],
-                    r["party_org_since"].isoformat() if r["party_org_since"] else None,
-                    COMMITTEE_ZH[r["owners_committee"]], r["building_heads"], r["unit_heads"],
-                    "有" if r["service_station"] else "无",
-                ])
+                ws.append(street_row_values(r))
             path = folder / f"{street}.xlsx"
             save_stable(wb, path)  # byte-identical re-generation
             files.append(path)

@@ -25,11 +25,12 @@ class Scope:
     code: str
     name: str
 
-    def filter_sql(self, alias: str = "") -> tuple[str, tuple]:
+    def filter_sql(self, alias: str = "", street_column: str = "street_code") -> tuple[str, tuple]:
+        """SQL condition restricting rows to this scope (coverage marts name a street row's code scope_code)."""
         prefix = f"{alias}." if alias else ""
         if self.level == "city":
             return "true", ()
-        column = "district_code" if self.level == "district" else "street_code"
+        column = "district_code" if self.level == "district" else street_column
         return f"{prefix}{column} = %s", (self.code,)
 
 
@@ -113,7 +114,7 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
     report = ScopeReport(scope, day)
     first = day - timedelta(days=TREND_DAYS - 1)
     where, args = scope.filter_sql()
-    scope_where = where.replace("street_code", "scope_code") if scope.level == "street" else where
+    scope_where, _ = scope.filter_sql(street_column="scope_code")
     with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
         conn.execute("set role gov_bi_reader")
         rows = conn.execute(KPI_SQL.format(where=where, where_scope=scope_where),
@@ -171,9 +172,6 @@ def _attention(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
 
 def _submissions(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
     """Per source: reporters expected, received, missing and late (from mart_source_freshness)."""
-    exists = conn.execute("select to_regclass('marts.mart_source_freshness') is not null").fetchone()["?column?"]
-    if not exists:
-        return []
     where, args = scope.filter_sql()
     return conn.execute(
         f"""select source, count(*) as expected, count(*) filter (where received) as received,

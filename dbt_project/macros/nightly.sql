@@ -66,3 +66,11 @@
         on s.dbt_valid_from <= d.service_date::timestamp
         and (s.dbt_valid_to is null or s.dbt_valid_to > d.service_date::timestamp)
 {%- endmacro %}
+
+
+{#- The registry of the days to build, each compound twice: once under its district, once under its street. -#}
+{% macro registry_scopes() -%}
+    select sc.scope_level, sc.scope_code, r.*
+    from ({{ registry_as_of(registry_days_to_build()) }}) as r
+    cross join lateral (values ('district', r.district_code), ('street', r.street_code)) as sc (scope_level, scope_code)
+{%- endmacro %}

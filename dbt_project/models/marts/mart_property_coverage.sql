@@ -2,14 +2,8 @@
           on_schema_change='fail') }}
 -- District and street x service day: property-service coverage, from the registry's SCD2 history
 -- as it stood that day. Nightly: the night's day only.
-with registry as (
-    {{ registry_as_of(registry_days_to_build()) }}
-),
-
-scopes as (
-    select sc.scope_level, sc.scope_code, r.*
-    from registry as r
-    cross join lateral (values ('district', r.district_code), ('street', r.street_code)) as sc (scope_level, scope_code)
+with scopes as (
+    {{ registry_scopes() }}
 )
 
 select
