@@ -1,13 +1,54 @@
-# Project image: Airflow, dbt, GX and the project packages, installed from the lock file.
-FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH AIRFLOW_HOME=/opt/airflow
-RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/* \
+# The project image for every Airflow service of docker-compose.yml (api-server, scheduler,
+# dag-processor, triggerer, Celery workers, airflow-init): Airflow, dbt, Great Expectations and the
+# project's packages, installed from uv.lock only (`uv sync --frozen`), so the image runs exactly
+# what the tests ran.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    PATH=/opt/venv/bin:$PATH \
+    AIRFLOW_HOME=/opt/airflow \
+    GX_ANALYTICS_ENABLED=False \
+    DBT_SEND_ANONYMOUS_USAGE_STATS=False
+
+# curl for the health checks, tini to pass signals on (a Celery worker's warm shutdown)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl tini \
+    && rm -rf /var/lib/apt/lists/* \
     && pip install --no-cache-dir uv==0.13.9
+
 WORKDIR /opt/gov
+
+# dependencies first: this layer is rebuilt only when the lock file changes
 COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-install-project
+
+# then the project itself (every package listed in pyproject.toml), installed in place so that
+# ingest.config finds dags/ and dbt_project/ beside it
 COPY ingest ingest
 COPY reports reports
 COPY expectations expectations
-RUN uv sync --frozen --no-dev
+COPY orchestration orchestration
 COPY dags dags
 COPY dbt_project dbt_project
+RUN uv sync --frozen \
+    && python -c "import ingest, reports, expectations, orchestration"
+# the dbt manifest gov_publish renders its per-model tasks from: `dbt parse` at build time, so that
+# no Airflow process runs dbt while parsing DAG files (needs no warehouse)
+RUN python -m ingest dbt-manifest
+
+# an unprivileged user (Airflow's customary uid) owning the volumes' mount points, so that named
+# volumes are created writable for it
+RUN useradd --uid 50000 --gid 0 --home-dir /opt/airflow --no-create-home airflow \
+    && mkdir -p /opt/airflow/logs /opt/airflow/home /data/landing /data/local \
+    && chown -R 50000:0 /opt/airflow /data \
+    && chmod -R g+rwX /opt/airflow /data
+USER 50000
+
+ENV LANDING_DIR=/data/landing \
+    GOV_LOCAL_DIR=/data/local
+
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["airflow", "version"]

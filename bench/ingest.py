@@ -7,7 +7,7 @@
 2. creates a scratch database on the server and bootstraps it (dropped at the end);
 3. times `ingest.loader.load_file` on the file: reading, header mapping, NFKC, typing, code checks,
    keyed hashing of card numbers, duplicate detection, COPY into raw.canteens_meals (one index)
-   and the ledger, in one transaction;
+   and the ledger, in one transaction, with the CPU time of this process and of its server backend;
 4. times psql's `\\copy` of the same file into a plain table of ten text columns (psycopg's COPY if
    psql is not on PATH), and psql's `\\copy` of the loader's own typed output (exported from
    raw.canteens_meals) into an identical table with the same index: the part of the loader's time
@@ -70,12 +70,29 @@ def drop_scratch(info: config.ConnInfo) -> None:
         conn.execute(f'drop database if exists "{info.dbname}" with (force)')
 
 
-def time_loader(info: config.ConnInfo, path: Path) -> tuple[float, loader.FileResult]:
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of a server process, when the server runs on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_loader(info: config.ConnInfo, path: Path) -> tuple[float, loader.FileResult, float, float | None]:
+    """Wall time of the load, and the CPU time of this process and of its server backend during it: on
+    a busy machine the two processes share the CPUs, so their sum is what the wall time follows."""
     with loader.connect(info) as conn:
+        pid = conn.info.backend_pid
+        server_before = backend_cpu(pid)
+        cpu_before = time.process_time()
         start = time.perf_counter()
         result = loader.load_file(conn, "canteens", DAY, path)
         elapsed = time.perf_counter() - start
-    return elapsed, result
+        client = time.process_time() - cpu_before
+        server_after = backend_cpu(pid)
+    server = server_after - server_before if server_before is not None and server_after is not None else None
+    return elapsed, result, client, server
 
 
 def time_raw_copy(info: config.ConnInfo, path: Path) -> tuple[float, str]:
@@ -163,7 +180,7 @@ def main() -> None:
         print(f"scratch database {info.dbname} on {info.host}:{info.port}")
 
         rss_before = peak_rss_mb()
-        t_loader, result = time_loader(info, path)
+        t_loader, result, cpu_client, cpu_server = time_loader(info, path)
         rss_loader = peak_rss_mb()
         assert result.status == "loaded" and result.rows_read == result.rows_loaded == rows, result
 
@@ -196,6 +213,9 @@ def main() -> None:
         if t_typed:
             print(f"loader / COPY of its own typed output into raw.canteens_meals = {t_typed / t_loader:.2f}x "
                   f"(the server-side share: typed columns, one index, 64-character hashes)")
+        print(f"loader CPU             = {cpu_client:.2f}s in this process"
+              + (f", {cpu_server:.2f}s in its server backend" if cpu_server is not None else "")
+              + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"loader peak RSS        = {rss_loader:.0f} MB for the whole process "
               f"(was {rss_before:.0f} MB before the load; target < 500 MB)")
         print(f"loader Python heap peak = {heap_peak / 1e6:.0f} MB while loading {trace_rows:,} rows under tracemalloc")

@@ -1,13 +1,15 @@
 """gov_publish: build the marts, validate them, publish, and send the officials' summary.
 
 Scheduled on the `raw_night` asset (produced by gov_ingest, and again when a late file is
-loaded), or run by hand for a `service_date`. Orchestration only: tasks call ingest.pipeline.
+loaded), or run by hand for a `service_date`. Orchestration only: tasks call ingest.pipeline; the dbt
+step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestration/dbt_tasks.py).
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from orchestration import dbt_tasks
 from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_POOL, default_args
 
 
@@ -34,12 +36,6 @@ def gov_publish():
         return pipeline.days_to_publish(ctx["params"], ctx.get("triggering_asset_events"), ctx.get("logical_date"))
 
     @task(pool=WAREHOUSE_POOL)
-    def build_marts(days: list[str]) -> None:
-        from ingest import pipeline
-
-        pipeline.build_marts(max(days))
-
-    @task(pool=WAREHOUSE_POOL)
     def validate_marts(days: list[str]) -> dict:
         from ingest import pipeline
 
@@ -60,7 +56,8 @@ def gov_publish():
         return [key for day in days for key in pipeline.send_summary(day)]
 
     days = service_days()
-    built = build_marts(days)
+    # dbt builds the marts into marts_candidate, node by node, each node's tests right after it
+    built = dbt_tasks.marts_build(days, pool=WAREHOUSE_POOL)
     checked = validate_marts(days)
     published = publish(days)
     built >> checked >> published >> send_summary(days)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -27,6 +30,7 @@ class CheckResult:
     observed_value: str | None
     unexpected_count: int | None
     sample: list
+    details: dict = field(default_factory=dict)  # GX's row counts and the check's note, for audit.dq_results
 
 
 @dataclass
@@ -48,13 +52,32 @@ def gx_dir() -> Path:
     return local_dir() / "gx"
 
 
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    # one file-backed GX project is shared by every task on a machine: two nights validating at once
+    # (Celery worker slots, backfills) would rewrite each other's definitions mid-run
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run_suites(wh: ConnInfo, suites: list[Suite], run_id: str, service_date: str) -> SuiteRun:
+    with _exclusive(gx_dir()):
+        results, docs = _validate(wh, suites)
+    _store(wh, run_id, service_date, results)
+    return SuiteRun(run_id, results, docs)
+
+
+def _validate(wh: ConnInfo, suites: list[Suite]) -> tuple[list[CheckResult], Path | None]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     warnings.filterwarnings("ignore", module="great_expectations")
     import great_expectations as gx
 
     root = gx_dir()
-    root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     source_name = "warehouse"
     # definitions are rebuilt from code each run: drop the previous run's before their datasource
@@ -70,29 +93,46 @@ def run_suites(wh: ConnInfo, suites: list[Suite], run_id: str, service_date: str
         if suite.name in [s.name for s in context.suites.all()]:
             context.suites.delete(suite.name)
         gx_suite = context.suites.add(gx.ExpectationSuite(name=suite.name))
-        severity = {}
+        declared = {}
         for check in suite.checks:
+            if check.note:
+                check.expectation.notes = check.note  # shown beside the expectation in Data Docs
             expectation = gx_suite.add_expectation(check.expectation)
-            severity[expectation.id] = check.severity
+            declared[expectation.id] = check
         gx_suite.save()
         vd = context.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite))
         outcome = vd.run(result_format="SUMMARY")
         for r in outcome.results:
             cfg = r.expectation_config
             res = r.result or {}
+            check = declared.get(cfg.id)
+            # rows seen and rows left out (nulls: e.g. reporters the row-count band did not compare)
+            details = {k: res[k] for k in ("element_count", "missing_count") if res.get(k) is not None}
+            if check is not None and check.note:
+                details["note"] = check.note
+            if error := _exception_message(r.exception_info):
+                details["exception"] = error  # the check could not run: it counts as failed
             results.append(CheckResult(
                 suite=suite.name,
                 expectation=cfg.type,
                 column=cfg.kwargs.get("column"),
-                severity=severity.get(cfg.id, "fail"),
+                severity=check.severity if check is not None else "fail",
                 success=bool(r.success),
                 observed_value=None if res.get("observed_value") is None else str(res.get("observed_value")),
                 unexpected_count=res.get("unexpected_count"),
                 sample=[str(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
+                details=details,
             ))
-    docs = _build_docs(context)
-    _store(wh, run_id, service_date, results)
-    return SuiteRun(run_id, results, docs)
+    return results, _build_docs(context)
+
+
+def _exception_message(info: object) -> str | None:
+    """GX's exception_info is either one {raised_exception, exception_message, ...} or such dicts by metric."""
+    if not isinstance(info, dict):
+        return None
+    found = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    messages = [str(i.get("exception_message")) for i in found if i.get("raised_exception")]
+    return "; ".join(messages)[:500] if messages else None
 
 
 def _build_docs(context) -> Path | None:
@@ -116,5 +156,6 @@ def _store(wh: ConnInfo, run_id: str, service_date: str, results: list[CheckResu
             "observed_value, unexpected_count, details) from stdin"
         ) as copy:
             for r in results:
+                details = json.dumps({"sample": r.sample, **r.details}, ensure_ascii=False)
                 copy.write_row((run_id, service_date, r.suite, r.expectation, r.column, r.severity, r.success,
-                                r.observed_value, r.unexpected_count, json.dumps({"sample": r.sample})))
+                                r.observed_value, r.unexpected_count, details))

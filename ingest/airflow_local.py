@@ -39,6 +39,8 @@ def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")
     env.setdefault("GX_ANALYTICS_ENABLED", "False")
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+    # Cosmos would report every dbt task to its telemetry endpoint (an HTTP call per task, failing offline)
+    env.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
     if smtp_port is not None:
         env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
             "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
@@ -49,8 +51,11 @@ def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
 
 
 def migrate(env: dict[str, str]) -> None:
-    """Create or upgrade Airflow's metadata DB (skipped when this Airflow version already did)."""
+    """Get ready for Airflow to parse the DAGs: the dbt manifest (see ensure_dbt_manifest), then Airflow's
+    metadata DB, created or upgraded (skipped when this Airflow version already did)."""
     from importlib.metadata import version
+
+    ensure_dbt_manifest()
 
     # not `import airflow` here: it would read (and create) a config before AIRFLOW_HOME is in effect
     marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{version('apache-airflow')}-{_digest(env)}"
@@ -60,6 +65,14 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([airflow_bin(), "pools", "set", "warehouse", str(WAREHOUSE_POOL_SLOTS),
                     "Concurrent warehouse sessions of the gov DAGs"], env=env, check=True, capture_output=True)
     marker.touch()
+
+
+def ensure_dbt_manifest() -> Path:
+    """The dbt manifest gov_publish renders its per-model tasks from, (re)made by `dbt parse` when the dbt
+    project changed. Called before Airflow parses the DAGs: the DAG file itself runs no dbt command."""
+    from orchestration.dbt_manifest import ensure_manifest
+
+    return ensure_manifest()
 
 
 def _digest(env: dict[str, str]) -> str:

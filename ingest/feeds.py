@@ -7,9 +7,10 @@ typed raw-table row or a rejection naming the column and the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from ingest import normalize as n
@@ -44,6 +45,17 @@ class FeedSpec:
     reporter_column: str  # the column that must match the file's reporter code
     key: tuple[str, ...] = ()  # a second row with the same key in one file is rejected as duplicate_record
     pii_columns: dict[str, str] = field(default_factory=dict)  # source column -> kind
+
+    @property
+    def tail_start(self) -> int | None:
+        """Where the trailing run of repetitive columns begins (None if it is shorter than two columns):
+        the CSV reader leaves those fields of a line unsplit and the encoder memoises each distinct
+        combination of them. The reporter and key columns stay out of it: they are checked column-wise."""
+        special = {self.reporter_column, *self.key}
+        start = len(self.columns)
+        while start > 1 and self.columns[start - 1].repetitive and self.columns[start - 1].name not in special:
+            start -= 1
+        return start if start <= len(self.columns) - 2 else None
 
     @property
     def raw_columns(self) -> list[str]:
@@ -140,6 +152,10 @@ class RowEncoder:
         self._reporter_source = self._names.index(spec.reporter_column)
         self._key_source = [self._names.index(k) for k in spec.key]
         self._reporter_bytes = reporter.encode()
+        # encode_plain with a tail: a line's trailing fields (FeedSpec.tail_start on), as in the file ->
+        # their COPY text joined by tabs (or _BAD_BYTES); `_tail_bad` says whether any is _BAD_BYTES
+        self._tail_memo: dict[bytes, bytes] = {}
+        self._tail_bad = False
 
     def encode(self, row_number: int, values: list[Any]) -> list[str] | Rejection:
         fields: list[str] = []
@@ -255,14 +271,18 @@ class RowEncoder:
             rejections.append(out)
         return out_columns, rejected, rejections
 
-    def encode_plain(self, first_row: int, columns: list[list[bytes]]
+    def encode_plain(self, first_row: int, columns: list[Sequence[bytes]], tail: Sequence[bytes] | None = None
                      ) -> tuple[list[list[bytes]], list[int], list[Rejection]]:
         """`encode_batch` for rows `first_row`, `first_row + 1`, ... given as columns of UTF-8 bytes (one
         per source column): (output columns as UTF-8 COPY text, a PII column's outputs joined by a tab
-        into one; indexes of rejected rows; their rejections)."""
+        into one; indexes of rejected rows; their rejections). With `tail` (see readers.Batch), `columns`
+        are the columns before `spec.tail_start` and the last output column holds each row's tail
+        columns, joined by tabs."""
         bad: set[int] = set()
         out_columns: list[list[bytes]] = []
-        for (_, encode, *_), (memo, fast), values in zip(self._plan, self._plain, columns, strict=True):
+        width = len(columns)
+        for (_, encode, *_), (memo, fast), values in zip(self._plan[:width], self._plain[:width], columns,
+                                                         strict=True):
             check = True
             if memo is not None:
                 try:
@@ -285,6 +305,23 @@ class RowEncoder:
             if check and _BAD_BYTES in out:
                 bad.update(i for i, v in enumerate(out) if v is _BAD_BYTES)
             out_columns.append(out)
+        if tail is not None:
+            memo = self._tail_memo
+            try:
+                out = list(map(memo.__getitem__, tail))
+            except KeyError:
+                new = set(tail).difference(memo)
+                if len(memo) + len(new) > CACHE_LIMIT:
+                    memo.clear()
+                    self._tail_bad = False
+                    new = set(tail)
+                for value in new:
+                    encoded = memo[value] = self._encode_tail(value, width)
+                    self._tail_bad = self._tail_bad or encoded is _BAD_BYTES
+                out = list(map(memo.__getitem__, tail))
+            if self._tail_bad and _BAD_BYTES in out:
+                bad.update(i for i, v in enumerate(out) if v is _BAD_BYTES)
+            out_columns.append(out)
         bad.update(_wrong_reporter_rows(out_columns[self._reporter_source], self._reporter_bytes, _NULL_BYTES, _BAD_BYTES))
         if self._key_source:
             key_columns = [out_columns[i] for i in self._key_source]
@@ -293,11 +330,31 @@ class RowEncoder:
         rejected = sorted(bad)
         rejections = []
         for i in rejected:
-            out = self.encode(first_row + i, [column[i].decode() for column in columns])
+            values = [column[i] for column in columns] + (tail[i].split(b",") if tail is not None else [])
+            out = self.encode(first_row + i, [v.decode() for v in values])
             if not isinstance(out, Rejection):  # pragma: no cover - the two paths disagree
                 raise AssertionError(f"{self.file_name}, row {first_row + i}: plain and row paths disagree")
             rejections.append(out)
         return out_columns, rejected, rejections
+
+    def _encode_tail(self, tail: bytes, start: int) -> bytes:
+        """One distinct tail: its fields through their columns' memos, as tab-joined COPY text, or
+        _BAD_BYTES when any field is rejected (the row path then names the column)."""
+        outs = []
+        for (_, encode, *_), (memo, _), value in zip(self._plan[start:], self._plain[start:], tail.split(b","),
+                                                     strict=True):
+            if memo is None:
+                out = _plain_encode(encode, value)
+            else:
+                out = memo.get(value)
+                if out is None:
+                    if len(memo) >= CACHE_LIMIT:
+                        memo.clear()
+                    out = memo[value] = _plain_encode(encode, value)
+            if out is _BAD_BYTES:
+                return _BAD_BYTES
+            outs.append(out)
+        return b"\t".join(outs)
 
     def reject(self, row_number: int, column: str | None, reason_code: str, detail: str, values: list[Any]
                ) -> Rejection:
@@ -360,23 +417,53 @@ _PLAIN_TIMESTAMPS_BYTES = re.compile(
     rb"[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)*")
 
 
-def _text_plain(values: list[bytes]) -> list[bytes] | None:
+def _text_plain(values: Sequence[bytes]) -> Sequence[bytes] | None:
     """`_text_batch` for UTF-8 bytes: ASCII without control characters or backslashes, so that NFKC,
     str.strip and COPY escaping reduce to bytes.strip; None (then value by value) otherwise."""
     joined = b"".join(values)
     if not joined.isascii() or len(joined.translate(None, _PLAIN_CONTROL)) != len(joined):
         return None
-    stripped = list(map(bytes.strip, values))
+    # no control characters, so only spaces could need stripping
+    stripped = list(map(bytes.strip, values)) if b" " in joined else values
     if b"" in stripped:
         return None
     return stripped
 
 
-def _timestamp_plain(values: list[bytes]) -> list[bytes] | None:
-    """`_timestamp_batch` for UTF-8 bytes, without a call per value: one pattern checks the calendar."""
-    if set(map(len, values)) != {19} or not _PLAIN_TIMESTAMPS_BYTES.fullmatch(b"".join(values)):
+_DIGITS_TO_0 = bytes.maketrans(b"123456789T", b"000000000 ")
+_PLAIN_SKELETON = b"0000-00-00 00:00:00"
+_DATE_PART = itemgetter(slice(0, 10))
+_VALID_DATES: set[bytes] = set()  # YYYY-MM-DD already checked to be calendar dates (a few thousand at most)
+
+
+def _timestamp_plain(values: Sequence[bytes]) -> Sequence[bytes] | None:
+    """`_timestamp_batch` for UTF-8 bytes, without a Python call per value: the shape of every value
+    (YYYY-MM-DD HH:MM:SS, or T in the middle) in one comparison, hours, minutes and seconds digit by digit
+    across the column (every 19th byte), and each distinct date once against the calendar."""
+    if set(map(len, values)) != {19}:
         return None
+    joined = b"".join(values)
+    if joined.translate(_DIGITS_TO_0) != _PLAIN_SKELETON * len(values):
+        return None
+    if joined[14::19].translate(None, b"012345") or joined[17::19].translate(None, b"012345"):
+        return None  # minutes or seconds of 60 and more
+    hours = joined[11::19]
+    if hours.translate(None, b"01"):  # some hour 2x, or 3x and more: check the pairs
+        pairs = {10 * a + b for a, b in zip(hours, joined[12::19], strict=True)}
+        if hours.translate(None, b"012") or not pairs <= _HOURS:
+            return None
+    dates = set(map(_DATE_PART, values))
+    if not _VALID_DATES.issuperset(dates):
+        for d in dates.difference(_VALID_DATES):
+            if not _PLAIN_TIMESTAMPS_BYTES.fullmatch(d + b" 00:00:00"):
+                return None
+        if len(_VALID_DATES) > CACHE_LIMIT:
+            _VALID_DATES.clear()
+        _VALID_DATES.update(dates)
     return values
+
+
+_HOURS = {10 * (0x30 + h // 10) + 0x30 + h % 10 for h in range(24)}  # hour digit pairs as bytes values
 _PLAIN_TIMESTAMPS = re.compile(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)*", re.ASCII)  # 19 characters each
 
 

@@ -15,7 +15,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -38,19 +38,29 @@ class UnreadableFile(Exception):
 
 class Batch:
     """Consecutive data rows of a CSV file, `first_row` onwards, column-wise: `columns[k]` holds the
-    UTF-8 bytes of FeedSpec column k on each row, exactly as the csv module would have split them."""
+    UTF-8 bytes of FeedSpec column k on each row, exactly as the csv module would have split them.
 
-    __slots__ = ("first_row", "columns")
+    With `tail`, `columns` covers only the spec columns before `spec.tail_start`, and
+    `tail[i]` holds row i's remaining fields as they are in the file, commas included: exactly
+    `len(spec.columns) - spec.tail_start` of them (the reader checked). Those columns repeat a few
+    combinations of values, so the encoder converts each distinct tail once for the whole file."""
 
-    def __init__(self, first_row: int, columns: list[list[bytes]]):
-        self.first_row, self.columns = first_row, columns
+    __slots__ = ("first_row", "columns", "tail")
+
+    def __init__(self, first_row: int, columns: list[Sequence[bytes]], tail: Sequence[bytes] | None = None):
+        self.first_row, self.columns, self.tail = first_row, columns, tail
 
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    def values(self, i: int) -> list[bytes]:
+        """Row i's values, one per spec column, as bytes."""
+        head = [column[i] for column in self.columns]
+        return head if self.tail is None else head + self.tail[i].split(b",")
+
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        for k, values in enumerate(zip(*self.columns, strict=True)):
-            yield self.first_row + k, [v.decode() for v in values]
+        for i in range(len(self)):
+            yield self.first_row + i, [v.decode() for v in self.values(i)]
 
 
 class Rows:
@@ -235,6 +245,7 @@ def read_csv(spec: FeedSpec, path: Path) -> Iterator[RowOrRejection | Batch]:
 
 
 CHUNK_BYTES = 1 << 17  # a few hundred to a thousand rows: each batch's objects stay in the CPU caches
+KNOWN_TAILS = 50_000  # distinct line tails remembered per file (bounded memory whatever the file)
 
 
 def _text(f: io.BufferedReader, encoding: str) -> io.TextIOWrapper:
@@ -264,6 +275,7 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowO
     if None in order:  # a spec column missing from the file: the row path fills it with None
         yield from _data_rows(order, enumerate(csv.reader(_text(f, "utf-8")), start=row))
         return
+    tail_start, known_tails = spec.tail_start, set()
     while True:
         offset = f.tell()
         chunk = f.read(CHUNK_BYTES)
@@ -275,7 +287,7 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowO
             f.seek(offset)
             yield from _data_rows(order, enumerate(csv.reader(_text(f, "utf-8")), start=row))
             return
-        batch = _plain_batch(chunk, order, row)
+        batch = _plain_batch(chunk, order, row, tail_start, known_tails)
         if batch is not None:
             row += len(batch)
             yield batch
@@ -285,24 +297,33 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowO
             yield from _data_rows(order, iter(rows))
 
 
-def _plain_batch(chunk: bytes, order: list[int], first_row: int) -> Batch | None:
+def _plain_batch(chunk: bytes, order: list[int], first_row: int, tail_start: int | None = None,
+                 known_tails: set[bytes] | None = None) -> Batch | None:
     """Whole lines without quotes as a column-wise Batch, when splitting at commas gives exactly what the
     csv module gives and what `_data_rows` would pass on: every line has the same number of fields (at
     least as many as the header mapping needs, extra ones ignored), no NUL or bare CR, and every first
-    field is longer than any blank or 合计 label (so no row would be skipped)."""
+    field is longer than any blank or 合计 label (so no row would be skipped).
+
+    With `tail_start` (FeedSpec.tail_start) and the file's columns in the spec's order, each line is
+    split only at its first `tail_start` commas and the rest stays whole (Batch.tail): fewer, larger
+    objects, and the encoder converts each distinct tail once."""
     if b"\x00" in chunk:
         return None
-    if b"\r" in chunk:
-        lines = chunk.count(b"\n")
-        if chunk.count(b"\r") != lines or chunk.count(b"\r\n") != lines:
-            return None
+    if b"\r" in chunk:  # CRLF line ends (csv.writer's default): no bare CR or LF
         parts = chunk.split(b"\r\n")
+        lines = len(parts) - 1  # single-byte counts are cheap, a two-byte pattern's count is not
+        if chunk.count(b"\n") != lines or chunk.count(b"\r") != lines:
+            return None
     else:
         parts = chunk.split(b"\n")
     if parts[-1] == b"":
         parts.pop()  # the last line of the file may have no line end
     if not parts:
         return None
+    if tail_start is not None and known_tails is not None and order == list(range(len(order))):
+        batch = _tail_batch(parts, len(order), tail_start, first_row, known_tails)
+        if batch is not None:
+            return batch
     commas = parts[0].count(b",")
     if commas < max(order) or set(map(bytes.count, parts, repeat(b","))) != {commas}:
         return None
@@ -312,6 +333,30 @@ def _plain_batch(chunk: bytes, order: list[int], first_row: int) -> Batch | None
     if min(map(len, first)) <= 12 or not b"".join(first).isascii():
         return None
     return Batch(first_row, [flat[i::width] for i in order])
+
+
+def _tail_batch(lines: list[bytes], width: int, tail_start: int, first_row: int, known: set[bytes]
+                ) -> Batch | None:
+    """`_plain_batch` for lines of exactly `width` fields in the spec's order, split at their first
+    `tail_start` commas only; None when some line has another number of fields (then the caller splits
+    the chunk field by field, which copes with extra columns). `known`: tails of this file already
+    checked to hold the right number of fields (a few thousand distinct ones in a large file)."""
+    rows = list(map(bytes.split, lines, repeat(b","), repeat(tail_start)))
+    if sum(map(len, rows)) != (tail_start + 1) * len(rows):
+        return None  # a line with fewer fields
+    *columns, tail = zip(*rows, strict=True)  # equal lengths: checked above
+    if not known.issuperset(tail):
+        commas = width - 1 - tail_start
+        new = set(tail).difference(known)
+        if any(t.count(b",") != commas for t in new):
+            return None
+        if len(known) + len(new) > KNOWN_TAILS:
+            known.clear()
+        known.update(new)
+    first = columns[0]
+    if min(map(len, first)) <= 12 or not b"".join(first).isascii():
+        return None
+    return Batch(first_row, columns, tail)
 
 
 _PII_JSON_RE = re.compile(r'("requester_(?:name|phone|id_number)"\s*:\s*)"[^"]*"?')

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from stdnum.cn import ric
 
-from ingest import messy, pii
+from ingest import messy, pii, readers
 from ingest import normalize as n
-from ingest.feeds import ASSISTANCE, CANTEENS, NULL, STREETS, Rejection, copy_text
+from ingest.feeds import ASSISTANCE, CANTEENS, NULL, STREETS, Rejection, _timestamp_plain, copy_text
 from ingest.readers import UnreadableFile, read
 from ingest.scenario import Scenario
 
@@ -315,3 +315,98 @@ def test_header_found_below_titles_with_english_aliases(tmp_path):
         (tmp_path / "CT140105001002.csv").write_text("a,b,c\n1,2,3\n", encoding="utf-8")
         list(read(CANTEENS, tmp_path / "CT140105001002.csv"))
     assert err.value.reason_code == "no_header"
+
+
+# ---------------------------------------------------------------- CSV fast path (bytes, column-wise)
+
+
+def test_plain_timestamps_agree_with_the_calendar():
+    """The column-wise timestamp check accepts exactly the real calendar times written YYYY-MM-DD HH:MM:SS
+    (or with a T), years 1000 on."""
+    rng = random.Random(11)
+
+    def expected(value: bytes) -> bool:
+        text = value.decode("latin-1")
+        if len(text) != 19 or not all(c.isdigit() for c in text[:4] + text[5:7] + text[8:10] + text[11:13]
+                                      + text[14:16] + text[17:]):
+            return False
+        if (text[4], text[7], text[13], text[16]) != ("-", "-", ":", ":") or text[10] not in " T":
+            return False
+        try:
+            return datetime.fromisoformat(text).year >= 1000
+        except ValueError:
+            return False
+
+    values = []
+    for _ in range(3000):
+        v = bytearray(f"{rng.randint(990, 2100):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}"
+                      f"{rng.choice(' T')}{rng.randint(0, 29):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}",
+                      "ascii")
+        if rng.random() < 0.2:  # a stray character anywhere
+            v[rng.randrange(19)] = ord(rng.choice("0123456789-: Tx"))
+        values.append(bytes(v))
+    for v in values:
+        assert (_timestamp_plain([v]) is not None) == expected(v), v
+    good = [v for v in values if expected(v)]
+    assert _timestamp_plain(good) == good
+    assert _timestamp_plain(good + [b"2023-02-29 00:00:00"]) is None
+
+
+def _rows_without_fast_path(monkeypatch, spec, path):
+    with monkeypatch.context() as m:
+        m.setattr(readers, "_plain_batch", lambda *args, **kwargs: None)  # every chunk through the csv module
+        return list(read(spec, path))
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_csv_fast_path_gives_what_the_csv_module_gives(tmp_path, monkeypatch, newline):
+    """Chunks split at their first commas only (the rest of a line kept whole), chunks split at every
+    comma, and chunks read by the csv module all give the same rows; lines of another width, a bare CR
+    or extra columns make a chunk fall back."""
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 700)  # many chunks
+    scenario = Scenario()
+    canteen = scenario.canteens[0]
+    meals = [messy._meal_values(r) for r in scenario.canteen_meals(canteen, date(2023, 11, 6))][:60]
+    header = ",".join(messy.CANTEEN_HEADERS)
+    lines = [",".join(str(v) for v in m) for m in meals]
+    variants = {
+        "plain": [header, *lines],
+        "short_line": [header, *lines[:30], ",".join(lines[30].split(",")[:7]), *lines[31:]],
+        "long_line": [header, *lines[:30], lines[30] + ",extra", *lines[31:]],
+        "extra_column": [header + ",备注", *(line + ",x" for line in lines)],
+        "bare_cr": [header, *lines[:30], lines[30].replace(",", ",\r", 1), *lines[31:]],
+    }
+    for name, content in variants.items():
+        path = tmp_path / name / f"{canteen.code}.csv"
+        path.parent.mkdir()
+        path.write_bytes((newline.join(content) + newline).encode())
+        fast = list(read(CANTEENS, path))
+        assert fast == _rows_without_fast_path(monkeypatch, CANTEENS, path), name
+        batches = [b for b in read(CANTEENS, path).batches() if isinstance(b, readers.Batch)]
+        if name == "plain":
+            assert batches and all(b.tail is not None for b in batches) and len(fast) == len(meals)
+
+
+def test_encode_plain_with_tail_agrees_with_column_wise():
+    """A row's trailing fields converted as one memoised tail give the same COPY text and the same
+    rejections (file, row, column, reason) as converting them column by column."""
+    rows = [
+        _meal(),
+        _meal(record_id="R2", meal="夜宵"),  # bad_enum, in the tail
+        _meal(),  # duplicate of the first
+        _meal(record_id="R4", canteen_code="CT140106002005"),  # wrong_reporter
+        _meal(record_id="R5", subsidy_yuan="-1"),  # negative_value, in the tail
+        _meal(record_id="R6", age="８"),  # full-width digit: converted, not rejected
+        _meal(record_id="R7", diner_card=""),  # no card: NULL hash and mask
+        _meal(record_id="R8"),
+    ]
+    columns = [[v.encode() for v in column] for column in zip(*rows, strict=True)]
+    start = CANTEENS.tail_start
+    tail = [b",".join(values) for values in zip(*columns[start:], strict=True)]
+    whole = CANTEENS.encoder("CT140105001001", "f.csv").encode_plain(2, columns)
+    tailed = CANTEENS.encoder("CT140105001001", "f.csv").encode_plain(2, columns[:start], tail)
+    assert tailed[1] == whole[1] == [1, 2, 3, 4]
+    assert [(r.row_number, r.column, r.reason_code, r.message) for r in tailed[2]] == [
+        (r.row_number, r.column, r.reason_code, r.message) for r in whole[2]]
+    for i in (0, 5, 6, 7):
+        assert b"\t".join(c[i] for c in tailed[0]) == b"\t".join(c[i] for c in whole[0])
