@@ -14,7 +14,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: help setup warehouse generate run demo stop test lint airflow clean
+.PHONY: help setup warehouse generate run demo stop test lint airflow clean reconcile
 
 help:
 	@echo "make demo                  set up, generate one night ($(DAY)), run it through Airflow, show where to look"
@@ -23,6 +23,8 @@ help:
 	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
 	@echo "make airflow               run Airflow locally (UI on http://localhost:8080)"
 	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
+	@echo "make reconcile             load the programme period (2023-01-01..10-31) into gov_reconcile, build,"
+	@echo "                           print published vs warehouse figures, fail on any mismatch (FROM=… TO=…)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -57,6 +59,12 @@ airflow: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Reconciliation with the published figures (DESIGN.md section 9) in a database of its own (gov_reconcile).
+FROM ?= 2023-01-01
+TO ?= 2023-10-31
+reconcile: setup
+	$(PY) -m ingest reconcile --from $(FROM) --to $(TO)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,4 +1,5 @@
-"""Command line: `python -m ingest {warehouse,stop,generate,run,report}` (the Makefile's targets)."""
+"""Command line: `python -m ingest {warehouse,stop,generate,run,report,airflow,dbt-manifest,reconcile}`
+(the Makefile's targets)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,30 @@ def cmd_airflow(args: argparse.Namespace) -> None:
         sink.stop()
 
 
+def cmd_dbt_manifest(args: argparse.Namespace) -> None:
+    """`dbt parse` into the manifest gov_publish's per-model dbt tasks are rendered from (no warehouse needed)."""
+    from orchestration.dbt_manifest import ensure_manifest
+
+    print(ensure_manifest(force=args.force))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    """Load a period of the scenario into a database of its own, build, print published vs warehouse figures."""
+    from ingest import reconcile
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if args.compare_only:
+        wh = config.warehouse().with_db(args.database)
+        report = reconcile.compare(wh, start, end)
+    else:
+        wh = reconcile.prepare_database(config.warehouse(), args.database)
+        report = reconcile.reconcile(wh, start, end, Path(args.landing) if args.landing else None, args.workers)
+    print(report.table())
+    print(f"reconciliation warehouse (kept until the next run): {wh.sqlalchemy_url()}")
+    if not report.ok:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP verb
@@ -157,10 +182,26 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--to")
     sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
     sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
+    rc = sub.add_parser("reconcile", help="generate and load a period (default: the programme period) into a "
+                                          "database of its own, build, print published vs warehouse figures; "
+                                          "exit 1 on any mismatch")
+    rc.add_argument("--from", dest="start", default="2023-01-01", help="first service day (default 2023-01-01)")
+    rc.add_argument("--to", dest="end", default="2023-10-31", help="last service day, inclusive (default 2023-10-31)")
+    rc.add_argument("--database", default="gov_reconcile",
+                    help="database on the warehouse's server, dropped and re-created (default gov_reconcile)")
+    rc.add_argument("--workers", type=int, default=2, help="nights generated and loaded side by side (default 2)")
+    rc.add_argument("--landing", help="keep the generated files in this folder (default: a temporary one, "
+                                      "each night deleted once loaded)")
+    rc.add_argument("--compare-only", action="store_true",
+                    help="only print the comparison of the last run (no drop, load or build); --from/--to as then")
+    m = sub.add_parser("dbt-manifest", help="write the dbt manifest the gov_publish DAG renders its dbt tasks from "
+                                            "(GOV_DBT_MANIFEST, default dbt_project/target/manifest.json)")
+    m.add_argument("--force", action="store_true", help="parse even when the manifest is of the current project")
     args = parser.parse_args(argv)
     if getattr(args, "seed", 0) is None:
         from ingest.scenario import DEFAULT_SEED
 
         args.seed = DEFAULT_SEED
     {"warehouse": cmd_warehouse, "stop": cmd_stop, "generate": cmd_generate, "run": cmd_run,
-     "report": cmd_report, "airflow": cmd_airflow}[args.command](args)
+     "report": cmd_report, "airflow": cmd_airflow, "dbt-manifest": cmd_dbt_manifest,
+     "reconcile": cmd_reconcile}[args.command](args)

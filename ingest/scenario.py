@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from stdnum.cn import ric
 
 from ingest import reference as ref
+from ingest.config import FEEDS
 
 TZ = ZoneInfo("Asia/Shanghai")
 DEFAULT_SEED = 20231107
@@ -446,14 +447,19 @@ class Scenario:
 
     # ---------- writing the landing zone ----------
 
-    def write_night(self, day: date, landing: Path) -> Night:
+    def write_night(self, day: date, landing: Path, feeds: Collection[str] = FEEDS) -> Night:
+        """Write the night's files of `feeds` (all three by default); a feed left out is neither generated
+        nor written, and its list in the returned Night stays empty."""
         night = Night(day=day)
-        night.compounds = self.registry_rows(day)
-        night.meals = self.meals(day)
-        night.events = self.events(day)
-        night.files += self._write_streets(day, landing, night.compounds)
-        night.files += self._write_canteens(day, landing, night.meals)
-        night.files += self._write_assistance(day, landing, night.events)
+        if "streets" in feeds:
+            night.compounds = self.registry_rows(day)
+            night.files += self._write_streets(day, landing, night.compounds)
+        if "canteens" in feeds:
+            night.meals = self.meals(day)
+            night.files += self._write_canteens(day, landing, night.meals)
+        if "assistance" in feeds:
+            night.events = self.events(day)
+            night.files += self._write_assistance(day, landing, night.events)
         return night
 
     def _write_streets(self, day: date, landing: Path, rows: list[dict]) -> Iterator[Path]:
