@@ -24,7 +24,7 @@ def cmd_warehouse(args: argparse.Namespace) -> None:
 
     wh = config.warehouse()
     bootstrap(wh)
-    print(wh.sqlalchemy_url())
+    print(wh.display_url())
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
@@ -97,7 +97,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     wh = config.warehouse()
     print("\n=== where to look ===")
-    print(f"warehouse:   {wh.sqlalchemy_url()}")
+    print(f"warehouse:   {wh.display_url()}")
     print(f"  psql:      psql \"host={wh.host} port={wh.port} dbname={wh.dbname} user={wh.user}\"")
     with psycopg.connect(wh.conninfo()) as conn:
         tables = conn.execute(

@@ -77,6 +77,13 @@ class ConnInfo:
             return f"postgresql+psycopg://{auth}@/{self.dbname}?host={self.host}&port={self.port}"
         return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{self.dbname}"
 
+    def display_url(self) -> str:
+        """The URL for people and logs: the password, if any, never printed."""
+        url = self.sqlalchemy_url()
+        if not self.password:
+            return url
+        return url.replace(":" + quote(self.password, safe="") + "@", ":***@", 1)
+
     def with_db(self, dbname: str) -> ConnInfo:
         return ConnInfo(self.host, self.port, self.user, self.password, dbname)
 

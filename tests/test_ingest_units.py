@@ -410,3 +410,14 @@ def test_encode_plain_with_tail_agrees_with_column_wise():
         (r.row_number, r.column, r.reason_code, r.message) for r in whole[2]]
     for i in (0, 5, 6, 7):
         assert b"\t".join(c[i] for c in tailed[0]) == b"\t".join(c[i] for c in whole[0])
+
+
+def test_printed_warehouse_url_hides_the_password():
+    from ingest import config
+
+    info = config.parse_url("postgresql+psycopg://gov_loader:s3cr%40t@db.example:5433/gov_warehouse")
+    assert info.password == "s3cr@t"
+    assert info.display_url() == "postgresql+psycopg://gov_loader:***@db.example:5433/gov_warehouse"
+    assert "s3cr" not in info.display_url()
+    embedded = config.parse_url("postgresql+psycopg://postgres@/gov_warehouse?host=/tmp/pg&port=5432")
+    assert embedded.display_url() == embedded.sqlalchemy_url()
