@@ -156,7 +156,7 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
         wh = reconcile.prepare_database(config.warehouse(), args.database)
         report = reconcile.reconcile(wh, start, end, Path(args.landing) if args.landing else None, args.workers)
     print(report.table())
-    print(f"reconciliation warehouse (kept until the next run): {wh.sqlalchemy_url()}")
+    print(f"reconciliation warehouse (kept until the next run): {wh.display_url()}")
     if not report.ok:
         sys.exit(1)
 
