@@ -41,6 +41,10 @@ FIRST, NIGHT = date(2023, 11, 6), date(2023, 11, 7)
 HISTORIES = {"week": 7, "year": 365}
 
 SYNTHESISE = """
+set role gov_loader;
+
+select raw.ensure_day_partition('raw.canteens_meals', %(first)s::date - k) from generate_series(1, %(days)s) as k;
+
 insert into raw.streets_compounds
 select _load_id, _source_file, _row_number, _service_date - k, _reporter_code, compound_code, name, community_code,
        households, building_area_m2, buildings, property_mode, property_company, subsidy_start_month, party_org_type,
@@ -62,6 +66,8 @@ select _load_id, _source_file, _row_number, _service_date - k, _reporter_code, s
        requester_phone_masked, requester_id_hash, requester_id_valid, status_notes
 from raw.assistance_case_events cross join generate_series(1, %(days)s) as k
 where _service_date = %(first)s;
+
+reset role;
 """
 
 

@@ -6,11 +6,12 @@
    consecutive days, unique record ids) into a temporary landing zone;
 2. creates a scratch database on the server and bootstraps it (dropped at the end);
 3. times `ingest.loader.load_file` on the file: reading, header mapping, NFKC, typing, code checks,
-   keyed hashing of card numbers, duplicate detection, COPY into raw.canteens_meals (one index)
-   and the ledger, in one transaction, with the CPU time of this process and of its server backend;
+   keyed hashing of card numbers, duplicate detection, COPY into the day's partition of
+   raw.canteens_meals (no index) and the ledger, in one transaction, with the CPU time of this process
+   and of its server backend;
 4. times psql's `\\copy` of the same file into a plain table of ten text columns (psycopg's COPY if
    psql is not on PATH), and psql's `\\copy` of the loader's own typed output (exported from
-   raw.canteens_meals) into an identical table with the same index: the part of the loader's time
+   raw.canteens_meals) into an identical plain table: the part of the loader's time
    that the server needs whatever the client does;
 5. times pandas.DataFrame.to_sql (SQLAlchemy + psycopg, pandas' defaults) on the first
    --pandas-rows rows and extrapolates its rate (to_sql of a million rows takes minutes);
@@ -122,8 +123,8 @@ def time_raw_copy(info: config.ConnInfo, path: Path) -> tuple[float, str]:
 
 
 def time_typed_copy(info: config.ConnInfo, work: Path) -> float | None:
-    """PostgreSQL's COPY of the loader's own output (typed, hashed) into a copy of raw.canteens_meals
-    with its index: the server-side share of the loader's time, which no client can go below."""
+    """PostgreSQL's COPY of the loader's own output (typed, hashed) into a plain table with the columns of
+    raw.canteens_meals: the server-side share of the loader's time, which no client can go below."""
     psql = shutil.which("psql")
     if not psql:
         return None
@@ -212,7 +213,7 @@ def main() -> None:
         print(f"loader / pandas        = {r_loader / r_pandas:.1f}x")
         if t_typed:
             print(f"loader / COPY of its own typed output into raw.canteens_meals = {t_typed / t_loader:.2f}x "
-                  f"(the server-side share: typed columns, one index, 64-character hashes)")
+                  f"(the server-side share: typed columns, metadata, hashes)")
         print(f"loader CPU             = {cpu_client:.2f}s in this process"
               + (f", {cpu_server:.2f}s in its server backend" if cpu_server is not None else "")
               + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

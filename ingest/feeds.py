@@ -45,6 +45,8 @@ class FeedSpec:
     reporter_column: str  # the column that must match the file's reporter code
     key: tuple[str, ...] = ()  # a second row with the same key in one file is rejected as duplicate_record
     pii_columns: dict[str, str] = field(default_factory=dict)  # source column -> kind
+    # the raw table has one partition per service day (ingest/sql/bootstrap.sql), made before a load
+    partitioned_by_day: bool = False
 
     @property
     def tail_start(self) -> int | None:
@@ -619,6 +621,7 @@ CANTEENS = FeedSpec(
     reporter_column="canteen_code",
     key=("record_id",),
     pii_columns={"diner_card": "card"},
+    partitioned_by_day=True,
     columns=(
         Column("record_id", ("流水号",), _text, required=True),
         Column("canteen_code", ("食堂编码",), _code(r"CT\d{12}", "canteen code (CT + 12 digits)"),

@@ -129,7 +129,13 @@ def test_masks_and_keyed_hash(monkeypatch):
     assert pii.mask_phone("138-1234-5678") == "138****5678"
     assert pii.mask_card("6217500100000534") == "************0534"
     h = pii.keyed_hash("13812345678", "phone")
-    assert len(h) == 64 and "13812345678" not in h
+    assert len(h) == pii.HASH_HEX_CHARS == 32 and "13812345678" not in h
+    # HMAC-SHA-256 truncated to 128 bits, computed here independently
+    import hashlib
+    import hmac
+
+    from ingest.config import pii_hash_key
+    assert h == hmac.new(pii_hash_key(), b"phone:13812345678", hashlib.sha256).hexdigest()[:32]
     assert h == pii.keyed_hash(" 13812345678 ", "phone")  # normalised before hashing
     assert h != pii.keyed_hash("13812345678", "card")  # kinds are separate namespaces
     monkeypatch.setenv("PII_HASH_KEY", "another-key-" + "y" * 20)

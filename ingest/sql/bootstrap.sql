@@ -118,6 +118,40 @@ create table if not exists raw.streets_compounds (
 drop index if exists raw.streets_compounds_day, raw.streets_compounds_load;  -- one index per raw table: cheaper COPY
 create index if not exists streets_compounds_day_load on raw.streets_compounds (_service_date, _load_id);
 
+-- A raw table partitioned by service day (the canteen feed: tens of thousands of rows a night, millions
+-- a year) gets one partition per day and no index at all: a night's queries and a revised file's delete
+-- read the day's partition only, and a COPY pays for no index entry per row. Partitions are made by
+-- raw.ensure_day_partition before a file's load, in their own short transaction.
+create or replace function raw.ensure_day_partition(parent regclass, day date) returns regclass
+language plpgsql as $$
+declare
+  child text;
+begin
+  select format('%I.%I', n.nspname, c.relname || '_' || to_char(day, 'YYYYMMDD')) into child
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = parent;
+  if to_regclass(child) is null then
+    -- concurrent loads of a new day take turns (the lock conflicts with itself, not with COPY or
+    -- readers); taking it reads the catalog afresh, so the second finds the first one's partition
+    execute format('lock table %s in share update exclusive mode', parent);
+  end if;
+  if to_regclass(child) is null then
+    -- created, then attached: ATTACH takes a SHARE UPDATE EXCLUSIVE lock on the parent, which neither
+    -- a concurrent COPY nor a reader blocks (CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE)
+    execute format('create table %s (like %s including defaults including constraints)', child, parent);
+    execute format('alter table %s attach partition %s for values from (%L) to (%L)', parent, child, day, day + 1);
+  end if;
+  return child::regclass;
+end $$;
+
+-- Warehouses bootstrapped before the canteen feed was partitioned: move its rows, day by day.
+do $$
+begin
+  if (select c.relkind from pg_class c where c.oid = to_regclass('raw.canteens_meals')) = 'r' then
+    alter table raw.canteens_meals rename to canteens_meals_unpartitioned;
+    drop index if exists raw.canteens_meals_day_load;
+  end if;
+end $$;
+
 create table if not exists raw.canteens_meals (
   _load_id           bigint not null,
   _source_file       text not null,
@@ -135,9 +169,20 @@ create table if not exists raw.canteens_meals (
   price_yuan         numeric(10, 2),
   subsidy_yuan       numeric(10, 2),
   payment_method     text
-);
-drop index if exists raw.canteens_meals_day, raw.canteens_meals_load;  -- one index per raw table: cheaper COPY
-create index if not exists canteens_meals_day_load on raw.canteens_meals (_service_date, _load_id);
+) partition by range (_service_date);
+
+do $$
+declare
+  day date;
+begin
+  if to_regclass('raw.canteens_meals_unpartitioned') is not null then
+    for day in select distinct _service_date from raw.canteens_meals_unpartitioned loop
+      perform raw.ensure_day_partition('raw.canteens_meals', day);
+    end loop;
+    insert into raw.canteens_meals select * from raw.canteens_meals_unpartitioned;
+    drop table raw.canteens_meals_unpartitioned;
+  end if;
+end $$;
 
 create table if not exists raw.assistance_case_events (
   _load_id                bigint not null,
