@@ -22,7 +22,7 @@ import psycopg
 from ingest import pii
 from ingest.config import ConnInfo
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
-from ingest.readers import Batch, UnreadableFile
+from ingest.readers import Batch, FileScan, UnreadableFile, scan
 from ingest.readers import read as read_file
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,6 @@ class FileResult:
     rows_loaded: int = 0
     rows_rejected: int = 0
     error: str | None = None
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def landed_files(landing: Path, source: str, day: date, reporter: str | None = None) -> list[Path]:
@@ -89,19 +81,19 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
     """
     spec = SPECS[source]
     reporter = path.stem
-    sha = sha256_of(path)
+    file = scan(path)  # one pass: content hash and encoding, before anything is written
     result = FileResult(path, source, reporter, day, status="loading")
     if spec.partitioned_by_day:
         with conn.transaction():  # committed on its own: the load's transaction only writes into it
             conn.execute("select raw.ensure_day_partition(%s::regclass, %s)", (spec.table, day))
     try:
         with conn.transaction():
-            _load_in_transaction(conn, spec, path, reporter, day, sha, result)
+            _load_in_transaction(conn, spec, path, reporter, day, file, result)
     except UnreadableFile as err:
         result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
         result.rows_read = result.rows_loaded = result.rows_rejected = 0
         with conn.transaction():
-            _quarantine(conn, spec, path, reporter, day, sha, result)
+            _quarantine(conn, spec, path, reporter, day, file, result)
     except (psycopg.OperationalError, psycopg.InterfaceError):
         raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
     except Exception as err:
@@ -113,7 +105,7 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
                 """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
                      file_bytes, status, error, finished_at)
                    values (%s, %s, %s, %s, %s, %s, 'failed', %s, now()) returning load_id""",
-                (source, reporter, day, str(path), sha, path.stat().st_size, result.error),
+                (source, reporter, day, str(path), file.sha256, file.size, result.error),
             ).fetchone()[0]
     return result
 
@@ -124,7 +116,7 @@ def _lock_key(source: str, reporter: str, day: date) -> int:
 
 
 def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date,
-                         sha: str, result: FileResult) -> None:
+                         file: FileScan, result: FileResult) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     conn.execute("set local timezone to 'Asia/Shanghai'")  # timestamps without an offset are local time
@@ -135,13 +127,13 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
            order by load_id desc limit 1""",
         (spec.source, reporter, day),
     ).fetchone()
-    if current and current[1] == sha:
+    if current and current[1] == file.sha256:
         result.status = "skipped_duplicate"
         result.load_id = conn.execute(
             """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
                  file_bytes, status, finished_at, error)
                values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
-            (spec.source, reporter, day, str(path), sha, path.stat().st_size,
+            (spec.source, reporter, day, str(path), file.sha256, file.size,
              f"same content as load {current[0]}"),
         ).fetchone()[0]
         return
@@ -150,10 +142,10 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
         """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
              file_bytes, status)
            values (%s, %s, %s, %s, %s, %s, 'loading') returning load_id""",
-        (spec.source, reporter, day, str(path), sha, path.stat().st_size),
+        (spec.source, reporter, day, str(path), file.sha256, file.size),
     ).fetchone()[0]
     result.load_id = load_id
-    rejections = _copy_rows(conn, spec, path, reporter, day, load_id, result)
+    rejections = _copy_rows(conn, spec, path, file.encoding, reporter, day, load_id, result)
     _write_rejections(conn, load_id, rejections)
     # a revised file: the earlier version's rows go, in this same transaction
     replaced = conn.execute(
@@ -183,8 +175,8 @@ def source_file(path: Path) -> str:
     return path.name
 
 
-def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, load_id: int,
-               result: FileResult) -> list[Rejection]:
+def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, encoding: str, reporter: str, day: date,
+               load_id: int, result: FileResult) -> list[Rejection]:
     """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
     of rows at a time: memory stays flat whatever the file size. Column-wise batches of plain CSV lines
     (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole."""
@@ -225,7 +217,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: s
             copy.write(data)
             copy.write(b"\n")  # not data + b"\n": that would copy the batch once more
 
-    items = read_file(spec, path)
+    items = read_file(spec, path, encoding)
     batches = getattr(items, "batches", None)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
@@ -267,13 +259,13 @@ def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[R
                             json.dumps(r.raw_record, ensure_ascii=False, default=str)))
 
 
-def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, sha: str,
+def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, file: FileScan,
                 result: FileResult) -> None:
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     already = conn.execute(
         """select load_id from audit.load_ledger where source = %s and reporter_code = %s
              and service_date = %s and content_sha256 = %s and status = 'quarantined'""",
-        (spec.source, reporter, day, sha),
+        (spec.source, reporter, day, file.sha256),
     ).fetchone()
     if already:
         result.load_id = already[0]
@@ -283,7 +275,7 @@ def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: 
         """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
              file_bytes, status, error, finished_at)
            values (%s, %s, %s, %s, %s, %s, 'quarantined', %s, now()) returning load_id""",
-        (spec.source, reporter, day, str(path), sha, path.stat().st_size, result.error),
+        (spec.source, reporter, day, str(path), file.sha256, file.size, result.error),
     ).fetchone()[0]
 
 

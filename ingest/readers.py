@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -66,11 +69,13 @@ class Batch:
 class Rows:
     """The rows of one file, one by one; `batches()` may give runs of them as column-wise Batches."""
 
-    def __init__(self, spec: FeedSpec, path: Path):
-        self.spec, self.path = spec, path
+    def __init__(self, spec: FeedSpec, path: Path, encoding: str | None = None):
+        self.spec, self.path, self.encoding = spec, path, encoding
 
     def batches(self) -> Iterator[RowOrRejection | Batch]:
-        reader = {"xlsx": read_xlsx, "csv": read_csv, "jsonl": read_jsonl}[self.spec.extension]
+        if self.spec.extension == "csv":
+            return read_csv(self.spec, self.path, self.encoding)
+        reader = {"xlsx": read_xlsx, "jsonl": read_jsonl}[self.spec.extension]
         return reader(self.spec, self.path)
 
     def __iter__(self) -> Iterator[RowOrRejection]:
@@ -81,8 +86,9 @@ class Rows:
                 yield item
 
 
-def read(spec: FeedSpec, path: Path) -> Rows:
-    return Rows(spec, path)
+def read(spec: FeedSpec, path: Path, encoding: str | None = None) -> Rows:
+    """The file's rows; `encoding` (from `scan`) spares a CSV reader its own pass to detect it."""
+    return Rows(spec, path, encoding)
 
 
 def _is_total_row(values: list[Any]) -> bool:
@@ -207,25 +213,57 @@ def _guarded(rows: Iterator[tuple[int, list[Any]]], path: Path) -> Iterator[tupl
                              f"({type(err).__name__})") from None
 
 
-def _detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes as UTF-8, else GB18030."""
-    with path.open("rb") as f:
-        head = f.read(3)
-        if head == codecs.BOM_UTF8:
-            return "utf-8-sig"
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a file's bytes tells before its load: the content hash (the ledger's
+    idempotency key), the size, and the encoding a CSV reader should assume."""
+
+    sha256: str
+    size: int
+    encoding: str  # utf-8-sig (a BOM), utf-8 (the whole file decodes), else gb18030
+
+
+SCAN_CHUNK = 1 << 20
+THREADED_SCAN_BYTES = 4 << 20  # from this size on, hash in a second thread while this one checks UTF-8
+
+
+def scan(path: Path) -> FileScan:
+    """Read the file once for its SHA-256 and its encoding. On a large file the hashing runs in a second
+    thread (hashlib releases the GIL on large buffers) while this one decodes, so the pass costs about
+    what the slower of the two costs, not their sum: the server has nothing to do until it ends."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, size = True, 0
+    with path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as pool:
+        bom = f.read(3) == codecs.BOM_UTF8
         f.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
+        threaded = path.stat().st_size >= THREADED_SCAN_BYTES
+        hashing = None
+        while chunk := f.read(SCAN_CHUNK):
+            size += len(chunk)
+            if threaded:
+                if hashing is not None:
+                    hashing.result()
+                hashing = pool.submit(digest.update, chunk)
+            else:
+                digest.update(chunk)
+            if utf8 and not bom:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+        if hashing is not None:
+            hashing.result()
+    if utf8 and not bom:
         try:
-            while chunk := f.read(1 << 20):
-                decoder.decode(chunk)
             decoder.decode(b"", final=True)
-            return "utf-8"
         except UnicodeDecodeError:
-            return "gb18030"
+            utf8 = False
+    return FileScan(digest.hexdigest(), size, "utf-8-sig" if bom else "utf-8" if utf8 else "gb18030")
 
 
-def read_csv(spec: FeedSpec, path: Path) -> Iterator[RowOrRejection | Batch]:
-    encoding = _detect_encoding(path)
+def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None) -> Iterator[RowOrRejection | Batch]:
+    encoding = encoding or scan(path).encoding
     try:
         f = path.open("rb")
     except OSError as err:

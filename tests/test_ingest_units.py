@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from datetime import date, datetime
 from decimal import Decimal
@@ -12,6 +14,7 @@ from stdnum.cn import ric
 
 from ingest import messy, pii, readers
 from ingest import normalize as n
+from ingest.config import pii_hash_key
 from ingest.feeds import ASSISTANCE, CANTEENS, NULL, STREETS, Rejection, _timestamp_plain, copy_text
 from ingest.readers import UnreadableFile, read
 from ingest.scenario import Scenario
@@ -131,10 +134,6 @@ def test_masks_and_keyed_hash(monkeypatch):
     h = pii.keyed_hash("13812345678", "phone")
     assert len(h) == pii.HASH_HEX_CHARS == 32 and "13812345678" not in h
     # HMAC-SHA-256 truncated to 128 bits, computed here independently
-    import hashlib
-    import hmac
-
-    from ingest.config import pii_hash_key
     assert h == hmac.new(pii_hash_key(), b"phone:13812345678", hashlib.sha256).hexdigest()[:32]
     assert h == pii.keyed_hash(" 13812345678 ", "phone")  # normalised before hashing
     assert h != pii.keyed_hash("13812345678", "card")  # kinds are separate namespaces
@@ -427,3 +426,22 @@ def test_printed_warehouse_url_hides_the_password():
     assert "s3cr" not in info.display_url()
     embedded = config.parse_url("postgresql+psycopg://postgres@/gov_warehouse?host=/tmp/pg&port=5432")
     assert embedded.display_url() == embedded.sqlalchemy_url()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_scan_hashes_and_detects_the_encoding_in_one_pass(tmp_path, monkeypatch, threaded):
+    """readers.scan against hashlib over the whole bytes and against decoding the whole file, for UTF-8
+    (a three-byte character split across the 1 MiB chunk boundary), UTF-8 with a BOM, GB18030 (the only
+    non-UTF-8 byte at the very end) and an empty file; small and large files take the two code paths."""
+    monkeypatch.setattr(readers, "THREADED_SCAN_BYTES", 0 if threaded else 1 << 40)
+    pad = b"a" * (readers.SCAN_CHUNK - 1)
+    cases = {
+        "utf8.csv": (pad + "食堂,午餐\r\n".encode() * 1000, "utf-8"),
+        "bom.csv": (b"\xef\xbb\xbf" + "流水号\n".encode(), "utf-8-sig"),
+        "gb.csv": (pad * 2 + "合计".encode("gb18030"), "gb18030"),
+        "empty.csv": (b"", "utf-8"),
+    }
+    for name, (content, encoding) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert readers.scan(path) == readers.FileScan(hashlib.sha256(content).hexdigest(), len(content), encoding)
