@@ -35,8 +35,9 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from statistics import median
 
 import psycopg
 
@@ -80,7 +81,7 @@ def backend_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def time_loader(info: config.ConnInfo, path: Path) -> tuple[float, loader.FileResult, float, float | None]:
+def time_loader(info: config.ConnInfo, path: Path, day: date) -> tuple[float, loader.FileResult, float, float | None]:
     """Wall time of the load, and the CPU time of this process and of its server backend during it: on
     a busy machine the two processes share the CPUs, so their sum is what the wall time follows."""
     with loader.connect(info) as conn:
@@ -88,7 +89,7 @@ def time_loader(info: config.ConnInfo, path: Path) -> tuple[float, loader.FileRe
         server_before = backend_cpu(pid)
         cpu_before = time.process_time()
         start = time.perf_counter()
-        result = loader.load_file(conn, "canteens", DAY, path)
+        result = loader.load_file(conn, "canteens", day, path)
         elapsed = time.perf_counter() - start
         client = time.process_time() - cpu_before
         server_after = backend_cpu(pid)
@@ -96,29 +97,29 @@ def time_loader(info: config.ConnInfo, path: Path) -> tuple[float, loader.FileRe
     return elapsed, result, client, server
 
 
-def time_raw_copy(info: config.ConnInfo, path: Path) -> tuple[float, str]:
+def time_raw_copy(info: config.ConnInfo, path: Path, table: str = "bench_raw_copy") -> tuple[float, str]:
     with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        conn.execute(f"create table public.bench_raw_copy ({', '.join(c + ' text' for c in RAW_COLUMNS)})")
+        conn.execute(f"create table public.{table} ({', '.join(c + ' text' for c in RAW_COLUMNS)})")
     psql = shutil.which("psql")
     if psql:
         env = {**os.environ, "PGPASSWORD": info.password} if info.password else dict(os.environ)
         cmd = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", info.host, "-p", str(info.port), "-U", info.user,
                "-d", info.dbname, "-c",
-               f"\\copy public.bench_raw_copy from '{path}' with (format csv, header true, encoding 'UTF8')"]
+               f"\\copy public.{table} from '{path}' with (format csv, header true, encoding 'UTF8')"]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
         how = "psql \\copy"
     else:
         start = time.perf_counter()
         with psycopg.connect(info.conninfo(), autocommit=True) as conn, \
-                conn.cursor().copy("copy public.bench_raw_copy from stdin (format csv, header true)") as copy, \
+                conn.cursor().copy(f"copy public.{table} from stdin (format csv, header true)") as copy, \
                 path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 copy.write(chunk)
         how = "psycopg COPY"
     elapsed = time.perf_counter() - start
     with psycopg.connect(info.conninfo()) as conn:
-        copied = conn.execute("select count(*) from public.bench_raw_copy").fetchone()[0]
+        copied = conn.execute(f"select count(*) from public.{table}").fetchone()[0]
     return elapsed, f"{how} ({copied} rows)"
 
 
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pandas-rows", type=int, default=100_000)
     parser.add_argument("--trace-rows", type=int, default=200_000, help="rows of the tracemalloc load")
+    parser.add_argument("--rounds", type=int, default=3, help="loader and raw COPY timings, alternating")
     parser.add_argument("--server-url", default=os.environ.get("TEST_DATABASE_URL",
                                                                "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
@@ -180,10 +182,22 @@ def main() -> None:
         info = create_scratch(args.server_url)
         print(f"scratch database {info.dbname} on {info.host}:{info.port}")
 
+        # loader and raw COPY alternate, `--rounds` times each (the loader into a different day each round):
+        # on a shared machine one pair of timings swings by a third; the medians are what to compare
         rss_before = peak_rss_mb()
-        t_loader, result, cpu_client, cpu_server = time_loader(info, path)
+        rounds = []
+        for k in range(args.rounds):
+            t_loader, result, cpu_client, cpu_server = time_loader(info, path, DAY - timedelta(days=k))
+            assert result.status == "loaded" and result.rows_read == result.rows_loaded == rows, result
+            t_raw, how = time_raw_copy(info, path, f"bench_raw_copy_{k}")
+            rounds.append((t_loader, t_raw, cpu_client, cpu_server))
+            print(f"round {k + 1}: loader {t_loader:.2f}s (CPU {cpu_client:.2f}s here"
+                  + (f", {cpu_server:.2f}s in the server" if cpu_server is not None else "")
+                  + f"), raw COPY {t_raw:.2f}s: {t_raw / t_loader:.2f}x", flush=True)
         rss_loader = peak_rss_mb()
-        assert result.status == "loaded" and result.rows_read == result.rows_loaded == rows, result
+        t_loader, t_copy = median(r[0] for r in rounds), median(r[1] for r in rounds)
+        cpu_client = median(r[2] for r in rounds)
+        cpu_server = None if rounds[0][3] is None else median(r[3] for r in rounds)
 
         trace_path = work / "canteens" / (DAY.replace(day=7)).isoformat() / f"{canteen.code}.csv"
         trace_rows = write_volume_csv(scenario, trace_path, min(args.trace_rows, rows), canteen=canteen)
@@ -195,26 +209,27 @@ def main() -> None:
         tracemalloc.stop()
         assert traced.status == "loaded" and traced.rows_loaded == trace_rows
 
-        t_copy, how = time_raw_copy(info, path)
         t_typed = time_typed_copy(info, work)
         t_pandas, pandas_rows = time_pandas(info, path, min(args.pandas_rows, rows))
 
         r_loader, r_copy, r_pandas = rows / t_loader, rows / t_copy, pandas_rows / t_pandas
         print()
-        print(f"{'method':44} {'rows':>10} {'seconds':>9} {'rows/s':>10}")
+        print(f"{'method (median of ' + str(len(rounds)) + ' rounds where timed in rounds)':44} {'rows':>10} "
+              f"{'seconds':>9} {'rows/s':>10}")
         print(f"{'project loader (ingest.loader.load_file)':44} {rows:>10,} {t_loader:>9.2f} {r_loader:>10,.0f}")
         print(f"{'PostgreSQL COPY, ' + how:44} {rows:>10,} {t_copy:>9.2f} {r_copy:>10,.0f}")
         if t_typed:
             print(f"{'COPY of the loader output into raw table':44} {rows:>10,} {t_typed:>9.2f} {rows / t_typed:>10,.0f}")
         print(f"{'pandas.to_sql (sample, rate extrapolated)':44} {pandas_rows:>10,} {t_pandas:>9.2f} {r_pandas:>10,.0f}")
         print()
-        print(f"loader / raw COPY      = {r_loader / r_copy:.2f}x   (target >= 0.5x)")
+        print(f"loader / raw COPY      = {r_loader / r_copy:.2f}x   (target >= 0.5x; medians; rounds: "
+              + ", ".join(f"{r[1] / r[0]:.2f}x" for r in rounds) + ")")
         print(f"raw COPY / pandas      = {r_copy / r_pandas:.1f}x")
         print(f"loader / pandas        = {r_loader / r_pandas:.1f}x")
         if t_typed:
             print(f"loader / COPY of its own typed output into raw.canteens_meals = {t_typed / t_loader:.2f}x "
                   f"(the server-side share: typed columns, metadata, hashes)")
-        print(f"loader CPU             = {cpu_client:.2f}s in this process"
+        print(f"loader CPU (median)    = {cpu_client:.2f}s in this process"
               + (f", {cpu_server:.2f}s in its server backend" if cpu_server is not None else "")
               + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"loader peak RSS        = {rss_loader:.0f} MB for the whole process "

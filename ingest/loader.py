@@ -83,12 +83,14 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
     reporter = path.stem
     file = scan(path)  # one pass: content hash and encoding, before anything is written
     result = FileResult(path, source, reporter, day, status="loading")
+    target = spec.table
     if spec.partitioned_by_day:
         with conn.transaction():  # committed on its own: the load's transaction only writes into it
-            conn.execute("select raw.ensure_day_partition(%s::regclass, %s)", (spec.table, day))
+            target = conn.execute("select raw.ensure_day_partition(%s::regclass, %s)::text",
+                                  (spec.table, day)).fetchone()[0]
     try:
         with conn.transaction():
-            _load_in_transaction(conn, spec, path, reporter, day, file, result)
+            _load_in_transaction(conn, spec, target, path, reporter, day, file, result)
     except UnreadableFile as err:
         result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
         result.rows_read = result.rows_loaded = result.rows_rejected = 0
@@ -115,7 +117,7 @@ def _lock_key(source: str, reporter: str, day: date) -> int:
                           signed=True)
 
 
-def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date,
+def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, reporter: str, day: date,
                          file: FileScan, result: FileResult) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
@@ -145,7 +147,7 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, path: Path, r
         (spec.source, reporter, day, str(path), file.sha256, file.size),
     ).fetchone()[0]
     result.load_id = load_id
-    rejections = _copy_rows(conn, spec, path, file.encoding, reporter, day, load_id, result)
+    rejections = _copy_rows(conn, spec, target, path, file.encoding, reporter, day, load_id, result)
     _write_rejections(conn, load_id, rejections)
     # a revised file: the earlier version's rows go, in this same transaction
     replaced = conn.execute(
@@ -175,14 +177,18 @@ def source_file(path: Path) -> str:
     return path.name
 
 
-def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, encoding: str, reporter: str, day: date,
-               load_id: int, result: FileResult) -> list[Rejection]:
+def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, encoding: str, reporter: str,
+               day: date, load_id: int, result: FileResult) -> list[Rejection]:
     """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
     of rows at a time: memory stays flat whatever the file size. Column-wise batches of plain CSV lines
     (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole."""
-    columns = list(META_COLUMNS) + spec.raw_columns
+    fields = {"_load_id": str(load_id), "_source_file": copy_text(source_file(path)), "_service_date": day.isoformat(),
+              "_reporter_code": copy_text(reporter)}
+    if target != spec.table:
+        del fields["_service_date"]  # the day's partition: its column default
+    columns = [c for c in META_COLUMNS if c in fields] + ["_row_number"] + spec.raw_columns
     encoder = spec.encoder(reporter, path.name)
-    head = "\t".join((str(load_id), copy_text(source_file(path)), day.isoformat(), copy_text(reporter)))
+    head = "\t".join(fields[c] for c in columns if c in fields)
     head_bytes = head.encode()
     rejections: list[Rejection] = []
     row_numbers: list[int] = []
@@ -222,7 +228,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, path: Path, encoding: s
     gc_was_enabled = gc.isenabled()
     gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
     try:
-        with conn.cursor().copy(f"copy {spec.table} ({', '.join(columns)}) from stdin") as copy:
+        with conn.cursor().copy(f"copy {target} ({', '.join(columns)}) from stdin") as copy:
             for item in batches() if batches is not None else items:
                 cls = item.__class__
                 if cls is Batch:

@@ -138,7 +138,12 @@ begin
     -- created, then attached: ATTACH takes a SHARE UPDATE EXCLUSIVE lock on the parent, which neither
     -- a concurrent COPY nor a reader blocks (CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE)
     execute format('create table %s (like %s including defaults including constraints)', child, parent);
+    -- the only value the partition can hold: a load's COPY leaves the column out, and the server then
+    -- parses no date per row
+    execute format('alter table %s alter column _service_date set default %L', child, day);
     execute format('alter table %s attach partition %s for values from (%L) to (%L)', parent, child, day, day + 1);
+  elsif not (select atthasdef from pg_attribute where attrelid = child::regclass and attname = '_service_date') then
+    execute format('alter table %s alter column _service_date set default %L', child, day);  -- made without one
   end if;
   return child::regclass;
 end $$;
