@@ -119,6 +119,7 @@ def main() -> None:
             with admin_conn(admin) as conn:
                 conn.execute(f'create database "{wh.dbname}" template "{template.dbname}"')
             created.append(wh)
+            bootstrap(wh)  # a copy does not inherit the template's database settings (jit = off)
             with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
                 for statement in SYNTHESISE.split(";"):
                     if statement.strip():

@@ -34,8 +34,10 @@ canteens as (
     group by service_date
 ),
 
-diners as (
-    -- distinct diners city-wide (a card may eat at several canteens): read per day from the records
+diners as materialized (
+    -- distinct diners city-wide (a card may eat at several canteens): read per day from the records, one
+    -- day's canteen partition each (pruned at run time); materialized, so that the join below cannot
+    -- evaluate the per-day count once per pair of days
     select
         d.service_date,
         (
