@@ -8,11 +8,11 @@
 3. times `ingest.loader.load_file` on the file: reading, header mapping, NFKC, typing, code checks,
    keyed hashing of card numbers, duplicate detection, COPY into the day's partition of
    raw.canteens_meals (no index) and the ledger, in one transaction, with the CPU time of this process
-   and of its server backend;
-4. times psql's `\\copy` of the same file into a plain table of ten text columns (psycopg's COPY if
-   psql is not on PATH), and psql's `\\copy` of the loader's own typed output (exported from
-   raw.canteens_meals) into an identical plain table: the part of the loader's time
-   that the server needs whatever the client does;
+   and of its server backend; alternately with psql's `\\copy` of the same file into a plain table of ten
+   text columns (psycopg's COPY if psql is not on PATH), --rounds times each (the loader into another
+   day each round), and compares the medians;
+4. times psql's `\\copy` of the loader's own typed output (exported from raw.canteens_meals) into an
+   identical plain table: the part of the loader's time that the server needs whatever the client does;
 5. times pandas.DataFrame.to_sql (SQLAlchemy + psycopg, pandas' defaults) on the first
    --pandas-rows rows and extrapolates its rate (to_sql of a million rows takes minutes);
 6. prints rows/s, the ratios, and the loader's peak memory: the process's peak RSS

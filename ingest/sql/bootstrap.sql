@@ -146,8 +146,6 @@ begin
     -- parses no date per row
     execute format('alter table %s alter column _service_date set default %L', child, day);
     execute format('alter table %s attach partition %s for values from (%L) to (%L)', parent, child, day, day + 1);
-  elsif not (select atthasdef from pg_attribute where attrelid = child::regclass and attname = '_service_date') then
-    execute format('alter table %s alter column _service_date set default %L', child, day);  -- made without one
   end if;
   return child::regclass;
 end $$;
