@@ -12,6 +12,7 @@ import gc
 import hashlib
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from itertools import compress, repeat
@@ -22,7 +23,7 @@ import psycopg
 from ingest import pii
 from ingest.config import ConnInfo
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
-from ingest.readers import Batch, FileScan, UnreadableFile, scan
+from ingest.readers import Batch, NotUtf8, UnreadableFile, content_sha256, scan
 from ingest.readers import read as read_file
 
 log = logging.getLogger(__name__)
@@ -81,35 +82,49 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
     """
     spec = SPECS[source]
     reporter = path.stem
-    file = scan(path)  # one pass: content hash and encoding, before anything is written
     result = FileResult(path, source, reporter, day, status="loading")
     target = spec.table
     if spec.partitioned_by_day:
         with conn.transaction():  # committed on its own: the load's transaction only writes into it
             target = conn.execute("select raw.ensure_day_partition(%s::regclass, %s)::text",
                                   (spec.table, day)).fetchone()[0]
-    try:
-        with conn.transaction():
-            _load_in_transaction(conn, spec, target, path, reporter, day, file, result)
-    except UnreadableFile as err:
-        result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
-        result.rows_read = result.rows_loaded = result.rows_rejected = 0
-        with conn.transaction():
-            _quarantine(conn, spec, path, reporter, day, file, result)
-    except (psycopg.OperationalError, psycopg.InterfaceError):
-        raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
-    except Exception as err:
-        result.status, result.error = "failed", pii.scrub_free_text(f"{type(err).__name__}: {err}")[:2000]
-        log.error("failed to load %s: %s", path, result.error)  # scrubbed: no traceback with values in it
-        result.rows_read = result.rows_loaded = result.rows_rejected = 0
-        with conn.transaction():
-            result.load_id = conn.execute(
-                """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
-                     file_bytes, status, error, finished_at)
-                   values (%s, %s, %s, %s, %s, %s, 'failed', %s, now()) returning load_id""",
-                (source, reporter, day, str(path), file.sha256, file.size, result.error),
-            ).fetchone()[0]
+    # the content hash goes into the ledger at the end of the load: a second thread computes it meanwhile
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+        content = Content(path, path.stat().st_size, pool.submit(content_sha256, path))
+        try:
+            with conn.transaction():
+                _load_in_transaction(conn, spec, target, path, reporter, day, content, result)
+        except UnreadableFile as err:
+            result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
+            result.rows_read = result.rows_loaded = result.rows_rejected = 0
+            with conn.transaction():
+                _quarantine(conn, spec, path, reporter, day, content, result)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
+        except Exception as err:
+            result.status, result.error = "failed", pii.scrub_free_text(f"{type(err).__name__}: {err}")[:2000]
+            log.error("failed to load %s: %s", path, result.error)  # scrubbed: no traceback with values in it
+            result.rows_read = result.rows_loaded = result.rows_rejected = 0
+            with conn.transaction():
+                result.load_id = conn.execute(
+                    """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+                         file_bytes, status, error, finished_at)
+                       values (%s, %s, %s, %s, %s, %s, 'failed', %s, now()) returning load_id""",
+                    (source, reporter, day, str(path), content.sha256(), content.size, result.error),
+                ).fetchone()[0]
     return result
+
+
+@dataclass
+class Content:
+    """A landed file's size, and its SHA-256 (the ledger's idempotency key) from a second thread."""
+
+    path: Path
+    size: int
+    hashing: Future[str]
+
+    def sha256(self) -> str:
+        return self.hashing.result()
 
 
 def _lock_key(source: str, reporter: str, day: date) -> int:
@@ -118,36 +133,40 @@ def _lock_key(source: str, reporter: str, day: date) -> int:
 
 
 def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, reporter: str, day: date,
-                         file: FileScan, result: FileResult) -> None:
+                         content: Content, result: FileResult) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     conn.execute("set local timezone to 'Asia/Shanghai'")  # timestamps without an offset are local time
     current = conn.execute(
-        """select load_id, content_sha256, status from audit.load_ledger
+        """select load_id, content_sha256, file_bytes from audit.load_ledger
            where source = %s and reporter_code = %s and service_date = %s
              and status in ('loaded', 'quarantined')
            order by load_id desc limit 1""",
         (spec.source, reporter, day),
     ).fetchone()
-    if current and current[1] == file.sha256:
+    if current and current[2] == content.size and current[1] == content.sha256():
+        # only a file of the same size can be the same file again: then the hash is awaited before any write
         result.status = "skipped_duplicate"
         result.load_id = conn.execute(
             """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
                  file_bytes, status, finished_at, error)
                values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
-            (spec.source, reporter, day, str(path), file.sha256, file.size,
+            (spec.source, reporter, day, str(path), content.sha256(), content.size,
              f"same content as load {current[0]}"),
         ).fetchone()[0]
         return
 
     load_id = conn.execute(
-        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
-             file_bytes, status)
-           values (%s, %s, %s, %s, %s, %s, 'loading') returning load_id""",
-        (spec.source, reporter, day, str(path), file.sha256, file.size),
+        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, file_bytes, status)
+           values (%s, %s, %s, %s, %s, 'loading') returning load_id""",
+        (spec.source, reporter, day, str(path), content.size),
     ).fetchone()[0]
     result.load_id = load_id
-    rejections = _copy_rows(conn, spec, target, path, file.encoding, reporter, day, load_id, result)
+    try:
+        with conn.transaction():  # a savepoint: a CSV that turns out not to be UTF-8 is undone, then read again
+            rejections = _copy_rows(conn, spec, target, path, None, reporter, day, load_id, result)
+    except NotUtf8:
+        rejections = _copy_rows(conn, spec, target, path, scan(path).encoding, reporter, day, load_id, result)
     _write_rejections(conn, load_id, rejections)
     # a revised file: the earlier version's rows go, in this same transaction
     replaced = conn.execute(
@@ -161,9 +180,9 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
                      (day, [r[0] for r in replaced]))
     result.status = "loaded"
     conn.execute(
-        """update audit.load_ledger set status = 'loaded', rows_read = %s, rows_loaded = %s,
+        """update audit.load_ledger set status = 'loaded', content_sha256 = %s, rows_read = %s, rows_loaded = %s,
              rows_rejected = %s, finished_at = now() where load_id = %s""",
-        (result.rows_read, result.rows_loaded, result.rows_rejected, load_id),
+        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, load_id),
     )
 
 
@@ -177,11 +196,15 @@ def source_file(path: Path) -> str:
     return path.name
 
 
-def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, encoding: str, reporter: str,
+def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, encoding: str | None, reporter: str,
                day: date, load_id: int, result: FileResult) -> list[Rejection]:
     """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
     of rows at a time: memory stays flat whatever the file size. Column-wise batches of plain CSV lines
-    (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole."""
+    (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole.
+
+    `encoding` None: a CSV is read as UTF-8 without a pass over the file first. Whatever reaches the
+    server is checked there (COPY verifies its input's encoding), anything decoded here is checked by
+    Python's decoder, and bytes that are not UTF-8 raise NotUtf8; the caller rolls back and reads again."""
     fields = {"_load_id": str(load_id), "_source_file": copy_text(source_file(path)), "_service_date": day.isoformat(),
               "_reporter_code": copy_text(reporter)}
     if target != spec.table:
@@ -223,7 +246,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
             copy.write(data)
             copy.write(b"\n")  # not data + b"\n": that would copy the batch once more
 
-    items = read_file(spec, path, encoding)
+    items = read_file(spec, path, encoding, unchecked_utf8=encoding is None)
     batches = getattr(items, "batches", None)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
@@ -247,6 +270,10 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
                     flush(copy)
             if rows:
                 flush(copy)
+    except (UnicodeDecodeError, psycopg.errors.CharacterNotInRepertoire):
+        if encoding is None:
+            raise NotUtf8(f"{path.name}: not UTF-8") from None  # the server's message would quote the row
+        raise
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -265,13 +292,13 @@ def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[R
                             json.dumps(r.raw_record, ensure_ascii=False, default=str)))
 
 
-def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, file: FileScan,
+def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, content: Content,
                 result: FileResult) -> None:
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     already = conn.execute(
         """select load_id from audit.load_ledger where source = %s and reporter_code = %s
              and service_date = %s and content_sha256 = %s and status = 'quarantined'""",
-        (spec.source, reporter, day, file.sha256),
+        (spec.source, reporter, day, content.sha256()),
     ).fetchone()
     if already:
         result.load_id = already[0]
@@ -281,7 +308,7 @@ def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: 
         """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
              file_bytes, status, error, finished_at)
            values (%s, %s, %s, %s, %s, %s, 'quarantined', %s, now()) returning load_id""",
-        (spec.source, reporter, day, str(path), file.sha256, file.size, result.error),
+        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.error),
     ).fetchone()[0]
 
 

@@ -39,6 +39,10 @@ class UnreadableFile(Exception):
         self.reason_code = reason_code
 
 
+class NotUtf8(Exception):
+    """A CSV read as UTF-8 without checking the file first (`read(..., unchecked_utf8=True)`) is not UTF-8."""
+
+
 class Batch:
     """Consecutive data rows of a CSV file, `first_row` onwards, column-wise: `columns[k]` holds the
     UTF-8 bytes of FeedSpec column k on each row, exactly as the csv module would have split them.
@@ -69,12 +73,12 @@ class Batch:
 class Rows:
     """The rows of one file, one by one; `batches()` may give runs of them as column-wise Batches."""
 
-    def __init__(self, spec: FeedSpec, path: Path, encoding: str | None = None):
-        self.spec, self.path, self.encoding = spec, path, encoding
+    def __init__(self, spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8: bool = False):
+        self.spec, self.path, self.encoding, self.unchecked_utf8 = spec, path, encoding, unchecked_utf8
 
     def batches(self) -> Iterator[RowOrRejection | Batch]:
         if self.spec.extension == "csv":
-            return read_csv(self.spec, self.path, self.encoding)
+            return read_csv(self.spec, self.path, self.encoding, self.unchecked_utf8)
         reader = {"xlsx": read_xlsx, "jsonl": read_jsonl}[self.spec.extension]
         return reader(self.spec, self.path)
 
@@ -86,9 +90,11 @@ class Rows:
                 yield item
 
 
-def read(spec: FeedSpec, path: Path, encoding: str | None = None) -> Rows:
-    """The file's rows; `encoding` (from `scan`) spares a CSV reader its own pass to detect it."""
-    return Rows(spec, path, encoding)
+def read(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8: bool = False) -> Rows:
+    """The file's rows. A CSV reader needs the encoding: `encoding` (from `scan`) spares it its own pass
+    to detect it; `unchecked_utf8` reads the file as UTF-8 (with or without a BOM) straight away and
+    raises NotUtf8 at the first byte sequence that is not, which the caller must then be ready for."""
+    return Rows(spec, path, encoding, unchecked_utf8)
 
 
 def _is_total_row(values: list[Any]) -> bool:
@@ -262,21 +268,35 @@ def scan(path: Path) -> FileScan:
     return FileScan(digest.hexdigest(), size, "utf-8-sig" if bom else "utf-8" if utf8 else "gb18030")
 
 
-def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None) -> Iterator[RowOrRejection | Batch]:
-    encoding = encoding or scan(path).encoding
+def content_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex) alone, without `scan`'s encoding check: for a second thread while the
+    file's rows are being loaded (hashlib and file reads release the GIL)."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8: bool = False
+             ) -> Iterator[RowOrRejection | Batch]:
     try:
         f = path.open("rb")
     except OSError as err:
         raise UnreadableFile("unreadable_file", f"{path.name}: {err}") from None
     with f:
+        if unchecked_utf8:
+            encoding = "utf-8-sig" if f.read(3) == codecs.BOM_UTF8 else "utf-8"
+            f.seek(0)
+        else:
+            encoding = encoding or scan(path).encoding
         try:
             if encoding == "gb18030":
                 yield from _records(spec, path, enumerate(csv.reader(_text(f, encoding)), start=1))
-            else:  # the whole file is valid UTF-8 (checked above)
+            else:  # the whole file is valid UTF-8 (checked by `scan`, or by the server and NotUtf8 if unchecked)
                 if encoding == "utf-8-sig":
                     f.seek(len(codecs.BOM_UTF8))
                 yield from _csv_utf8(spec, path, f)
         except UnicodeDecodeError as err:
+            if unchecked_utf8:
+                raise NotUtf8(f"{path.name}: {err.reason}") from None
             raise UnreadableFile("bad_encoding", f"{path.name}: neither UTF-8 nor GB18030 ({err.reason})") from None
         except csv.Error as err:
             raise UnreadableFile("bad_csv", f"{path.name}: {err}") from None

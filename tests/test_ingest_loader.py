@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingest import config, loader, messy, pii
+from ingest import config, loader, messy, pii, readers
 from ingest.feeds import SPECS
+from ingest.reference import DINER_CATEGORIES, MEALS
 from ingest.scenario import Scenario
 
 DAY = date(2023, 11, 6)
@@ -163,8 +164,8 @@ def test_error_inside_reader_leaves_nothing_and_night_goes_on(fresh_warehouse, t
     nb = messy.write_volume_csv(scenario, folder / f"{b.code}.csv", 50, canteen=b)
     real_read = loader.read_file
 
-    def failing(spec, path, encoding=None):
-        for i, item in enumerate(real_read(spec, path, encoding)):
+    def failing(spec, path, encoding=None, **options):
+        for i, item in enumerate(real_read(spec, path, encoding, **options)):
             if path.stem == a.code and i == 9_000:  # several COPY batches already sent
                 raise RuntimeError("disk went away")
             yield item
@@ -226,6 +227,67 @@ def test_load_killed_mid_copy_leaves_nothing_and_reruns_cleanly(fresh_warehouse,
     assert [(r.status, r.rows_read, r.rows_loaded, r.rows_rejected) for r in results] == [("loaded", rows, rows, 0)]
     assert raw_count(wh, "canteens") == rows
     assert q(wh, "select count(distinct record_id) as n from raw.canteens_meals")[0]["n"] == rows
+
+
+@pytest.mark.parametrize("where", ["record_id", "payment_method"])
+def test_gb18030_deep_in_a_file_read_as_utf8_is_loaded_again_as_gb18030(fresh_warehouse, tmp_path, monkeypatch,
+                                                                        where):
+    """The loader reads a CSV as UTF-8 without a pass over the file first. A GB18030 file whose first
+    thousands of lines are ASCII has its first non-UTF-8 bytes found late, several COPY batches in: in a
+    column checked value by value (record_id) or in a line's memoised tail (payment_method). The load
+    starts again as GB18030 in the same transaction: every row once, the text right, nothing twice."""
+    wh = fresh_warehouse
+    scans = []
+    monkeypatch.setattr(loader, "scan", lambda p: scans.append(p) or readers.scan(p))
+    path = tmp_path / "canteens" / DAY.isoformat() / "CT140105001001.csv"
+    rows = messy.write_volume_csv(Scenario(), path, 5_000)
+    lines = path.read_bytes().decode().split("\r\n")
+    header, data = lines[0], [line for line in lines[1:] if line]
+    english = ",".join(c.name for c in SPECS["canteens"].columns)  # an ASCII header: the file starts as UTF-8
+    ascii_values = {**MEALS, **DINER_CATEGORIES, "微信": "wechat", "支付宝": "alipay", "现金": "cash", "就餐卡": "card"}
+    data = [",".join(ascii_values.get(v, v) for v in line.split(",")) for line in data]
+    fields = data[-10].split(",")
+    column = [c.name for c in SPECS["canteens"].columns].index(where)
+    fields[column] = fields[column] + "号" if where == "record_id" else "现金"
+    data[-10] = ",".join(fields)
+    content = ("\r\n".join([english, *data]) + "\r\n").encode("gb18030")
+    path.write_bytes(content)
+    assert header != english and len(data) == rows
+    assert content[:len(content) * 4 // 5].isascii() and not content.isascii()  # past several COPY batches
+    with pytest.raises(UnicodeDecodeError):
+        content.decode()
+
+    [result] = loader.load_night(wh, tmp_path, "canteens", DAY)
+    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", rows, rows, 0)
+    assert scans == [path]  # read as UTF-8 first, then scanned once and read again
+    assert raw_count(wh, "canteens") == rows
+    special = fields[0] if where == "record_id" else None
+    got = q(wh, "select record_id, payment_method from raw.canteens_meals where _row_number = %s", (rows - 8,))
+    assert got == [{"record_id": special or fields[0], "payment_method": fields[9]}]
+    assert q(wh, "select content_sha256, file_bytes from audit.load_ledger") == [
+        {"content_sha256": hashlib.sha256(content).hexdigest(), "file_bytes": len(content)}]
+
+
+def test_revised_file_of_the_same_size_replaces_and_same_file_is_skipped(fresh_warehouse, tmp_path):
+    """Only a file of the size of the version in place can be that version again: the loader then waits
+    for the content hash before writing; a revision of the same size is loaded and replaces it."""
+    wh = fresh_warehouse
+    path = tmp_path / "canteens" / DAY.isoformat() / "CT140105001001.csv"
+    rows = messy.write_volume_csv(Scenario(), path, 2_000)
+    first = path.read_bytes()
+    [r1] = loader.load_night(wh, tmp_path, "canteens", DAY)
+    revised = first.replace(b",3.00,", b",4.00,", 1)
+    assert revised != first and len(revised) == len(first)
+    path.write_bytes(revised)
+    [r2] = loader.load_night(wh, tmp_path, "canteens", DAY)
+    [r3] = loader.load_night(wh, tmp_path, "canteens", DAY)
+    assert [(r.status, r.rows_loaded) for r in (r1, r2, r3)] == [("loaded", rows), ("loaded", rows),
+                                                                ("skipped_duplicate", 0)]
+    ledger = q(wh, "select load_id, status, content_sha256 from audit.load_ledger order by load_id")
+    assert [(x["status"], x["content_sha256"]) for x in ledger] == [
+        ("replaced", hashlib.sha256(first).hexdigest()), ("loaded", hashlib.sha256(revised).hexdigest()),
+        ("skipped_duplicate", hashlib.sha256(revised).hexdigest())]
+    assert raw_count(wh, "canteens") == rows and raw_count(wh, "canteens", _load_id=ledger[1]["load_id"]) == rows
 
 
 def test_full_messy_night_among_clean_files(fresh_warehouse, scenario, tmp_path):
