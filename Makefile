@@ -58,7 +58,7 @@ airflow: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # Reconciliation with the published figures (DESIGN.md section 9) in a database of its own (gov_reconcile).
 FROM ?= 2023-01-01
