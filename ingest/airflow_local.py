@@ -21,8 +21,11 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
-def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
-    """Environment for Airflow processes: local home, project DAGs, the warehouse URL, smtp_default."""
+def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) -> dict[str, str]:
+    """Environment for Airflow processes: local home, project DAGs, the warehouse URL, smtp_default.
+
+    The warehouse is `warehouse_url`, else WAREHOUSE_URL, else the embedded server, which is started
+    only then."""
     home = config.airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -33,7 +36,10 @@ def airflow_env(smtp_port: int | None = None) -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__DEFAULT_TIMEZONE", config.SERVICE_TZ)
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
-    env.setdefault("WAREHOUSE_URL", config.warehouse().sqlalchemy_url())
+    if warehouse_url:
+        env["WAREHOUSE_URL"] = warehouse_url
+    elif not env.get("WAREHOUSE_URL"):
+        env["WAREHOUSE_URL"] = config.warehouse().sqlalchemy_url()
     env.setdefault("GOV_LOCAL_DIR", str(config.local_dir()))
     env.setdefault("LANDING_DIR", str(config.landing_dir()))
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")

@@ -88,7 +88,8 @@ class AirflowCluster:
 
     @property
     def env(self) -> dict[str, str]:
-        env = airflow_local.airflow_env(self.smtp_port)
+        # the cluster's own warehouse: without it the default would start an embedded server
+        env = airflow_local.airflow_env(self.smtp_port, self.extra_env.get("WAREHOUSE_URL"))
         # every process must agree on these; in compose they come from the shared x-airflow-common block
         env.update({
             "AIRFLOW_HOME": str(self.home),

@@ -113,3 +113,16 @@ def test_make_airflow_processes_list_the_dags_over_rest(airflow_env, pipeline_wa
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_airflow_env_starts_no_embedded_server_when_given_a_warehouse(tmp_path, monkeypatch):
+    """A caller that names its warehouse (the distributed test's cluster) gets it in the environment,
+    and no embedded PostgreSQL is started for a default nobody uses (one used to outlive the test run)."""
+    monkeypatch.setenv("GOV_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
+    url = "postgresql+psycopg://gov@db.example:5432/gov_warehouse"
+    env = airflow_local.airflow_env(None, url)
+    assert env["WAREHOUSE_URL"] == url
+    assert not (tmp_path / "local" / "pgdata").exists()
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql://other@elsewhere/x")
+    assert airflow_local.airflow_env(None)["WAREHOUSE_URL"] == "postgresql://other@elsewhere/x"
