@@ -7,9 +7,11 @@ typed raw-table row or a rejection naming the column and the reason.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -141,8 +143,13 @@ class RowEncoder:
         names = spec.raw_columns
         self._reporter_index = names.index(spec.reporter_column)
         self._key_index = [names.index(k) for k in spec.key]
-        # hashes of the keys (their UTF-8 COPY text) seen in this file (64-bit: bounded memory)
+        # hashes of the keys (their UTF-8 COPY text) seen in this file (64-bit: bounded memory). Files number
+        # their records in order: a batch whose single-column keys ascend from above every key before it
+        # cannot repeat one, so its hashes wait in 8-byte arrays, without a set lookup, until some later
+        # row needs the set (`_seen_keys`). `_top` bounds every key registered so far.
         self._seen: set[int] = set()
+        self._ascending: list[array] = []
+        self._top: bytes = b""
         # encode_plain: per source column, memoised bytes -> COPY bytes (or _BAD_BYTES) for repetitive
         # columns, else a function checking a whole column of plain values at once
         self._plain = []
@@ -182,21 +189,43 @@ class RowEncoder:
                                f"{code} does not belong to reporter {reporter} named by the file", values)
         if self._key_index:
             key = self._key_hash([fields[i] for i in self._key_index])
-            if key in self._seen:
+            seen = self._seen_keys()
+            if key in seen:
                 shown = ", ".join(f"{k}={fields[i]}" for k, i in zip(self.spec.key, self._key_index, strict=True))
                 return self.reject(row_number, self.spec.key[0], "duplicate_record",
                                    f"same {shown} as an earlier row of this file", values)
-            self._seen.add(key)
+            seen.add(key)
+            if len(self._key_index) == 1:
+                self._top = max(self._top, fields[self._key_index[0]].encode())
         return fields
 
     @staticmethod
     def _key_hash(parts: list[str]) -> int:
         return hash(parts[0].encode()) if len(parts) == 1 else hash(tuple(p.encode() for p in parts))
 
+    def _seen_keys(self) -> set[int]:
+        if self._ascending:
+            for run in self._ascending:
+                self._seen.update(run)
+            self._ascending.clear()
+        return self._seen
+
+    def _new_key_column(self, keys: Sequence[bytes], bad: set[int]) -> None:
+        """`_new_keys` for a single-column key given as UTF-8 COPY text, without any lookup when the
+        batch's keys ascend strictly from above every key registered before (then none can repeat)."""
+        if not keys:
+            return
+        if not bad and keys[0] > self._top and all(map(bytes.__lt__, keys, islice(keys, 1, None))):
+            self._ascending.append(array("q", map(hash, keys)))
+            self._top = keys[-1]
+        else:
+            self._new_keys(list(map(hash, keys)), bad)
+            self._top = max(self._top, max(keys))  # rejected rows' keys too: a bound need not be tight
+
     def _new_keys(self, hashes: list[int], bad: set[int]) -> None:
         """Record the keys of the rows not yet rejected; a key already seen in this file marks its row bad
         (its rejection, duplicate_record, comes from `encode`)."""
-        seen = self._seen
+        seen = self._seen_keys()
         if not bad and len(set(hashes)) == len(hashes) and seen.isdisjoint(hashes):
             seen.update(hashes)
             return
@@ -262,8 +291,10 @@ class RowEncoder:
         bad.update(_wrong_reporter_rows(out_columns[self._reporter_index], self.reporter, NULL, _BAD))
         if self._key_index:
             key_columns = [list(map(str.encode, out_columns[i])) for i in self._key_index]
-            self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
-                                    else zip(*key_columns, strict=True))), bad)
+            if len(key_columns) == 1:
+                self._new_key_column(key_columns[0], bad)
+            else:
+                self._new_keys(list(map(hash, zip(*key_columns, strict=True))), bad)
         rejected = sorted(bad)
         rejections = []
         for i in rejected:
@@ -327,8 +358,10 @@ class RowEncoder:
         bad.update(_wrong_reporter_rows(out_columns[self._reporter_source], self._reporter_bytes, _NULL_BYTES, _BAD_BYTES))
         if self._key_source:
             key_columns = [out_columns[i] for i in self._key_source]
-            self._new_keys(list(map(hash, key_columns[0] if len(key_columns) == 1
-                                    else zip(*key_columns, strict=True))), bad)
+            if len(key_columns) == 1:
+                self._new_key_column(key_columns[0], bad)
+            else:
+                self._new_keys(list(map(hash, zip(*key_columns, strict=True))), bad)
         rejected = sorted(bad)
         rejections = []
         for i in rejected:

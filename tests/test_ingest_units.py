@@ -417,6 +417,42 @@ def test_encode_plain_with_tail_agrees_with_column_wise():
         assert b"\t".join(c[i] for c in tailed[0]) == b"\t".join(c[i] for c in whole[0])
 
 
+def test_duplicate_records_found_across_ascending_and_unordered_batches():
+    """Batches whose record ids ascend skip the duplicate lookups; a later batch out of order, a row on the
+    row path and a batch with a repeat inside still find every repeat of an earlier id, and only those.
+    Expected rejections: a plain model of the ids seen so far."""
+    encoder = CANTEENS.encoder("CT140105001001", "f.csv")
+    batches = [
+        [f"R{i:04d}" for i in range(1, 101)],  # ascending
+        [f"R{i:04d}" for i in range(101, 201)],  # ascending, above the first
+        ["R0190", "R0201", "R0202"],  # ascending, but from below the last batch's top: R0190 repeats
+        ["R0250", "R0050", "Q0001", "R0150"],  # out of order: R0050 and R0150 repeat ascending rows
+        [f"R{i:04d}" for i in range(300, 310)] + ["R0309"],  # a repeat inside the batch
+        [f"S{i:04d}" for i in range(1, 51)],  # ascending again, above everything
+        ["R0199", "S0050", "S0051"],  # repeats of ascending rows, out of order again
+    ]
+    seen, expected, got, row = set(), [], [], 2
+    for ids in batches:
+        for i, record_id in enumerate(ids):
+            if record_id in seen:
+                expected.append(row + i)
+            seen.add(record_id)
+        rows = [_meal(record_id=record_id) for record_id in ids]
+        columns = [[v.encode() for v in column] for column in zip(*rows, strict=True)]
+        _, _, rejections = encoder.encode_plain(row, columns)
+        got += [(r.row_number, r.reason_code) for r in rejections]
+        row += len(ids)
+    for record_id in ("R0042", "S0007", "T0001"):  # the row path after ascending batches
+        out = encoder.encode(row, _meal(record_id=record_id))
+        if record_id[0] != "T":
+            expected.append(row)
+        if isinstance(out, Rejection):
+            got.append((out.row_number, out.reason_code))
+        row += 1
+    assert got == [(r, "duplicate_record") for r in expected]
+    assert len(expected) == 8
+
+
 def test_printed_warehouse_url_hides_the_password():
     from ingest import config
 
