@@ -487,7 +487,11 @@ def _timestamp_plain(values: Sequence[bytes]) -> Sequence[bytes] | None:
         pairs = {10 * a + b for a, b in zip(hours, joined[12::19], strict=True)}
         if hours.translate(None, b"012") or not pairs <= _HOURS:
             return None
-    dates = set(map(_DATE_PART, values))
+    first = values[0][:10]
+    if all(joined[k::19] == first[k:k + 1] * len(values) for k in range(10)):
+        dates = {first}  # one day, as in most batches: ten comparisons across the column, not a slice per value
+    else:
+        dates = set(map(_DATE_PART, values))
     if not _VALID_DATES.issuperset(dates):
         for d in dates.difference(_VALID_DATES):
             if not _PLAIN_TIMESTAMPS_BYTES.fullmatch(d + b" 00:00:00"):

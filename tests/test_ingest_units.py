@@ -355,6 +355,10 @@ def test_plain_timestamps_agree_with_the_calendar():
     good = [v for v in values if expected(v)]
     assert _timestamp_plain(good) == good
     assert _timestamp_plain(good + [b"2023-02-29 00:00:00"]) is None
+    one_day = [b"2023-02-28 07:00:00", b"2023-02-28 23:59:59"] * 50  # a batch of one day: checked as one date
+    assert _timestamp_plain(one_day) == one_day
+    assert _timestamp_plain([b"2023-02-29 07:00:00"] * 100) is None
+    assert _timestamp_plain(one_day + [b"2023-02-29 07:00:00"]) is None  # one day in the last digit apart
 
 
 def _rows_without_fast_path(monkeypatch, spec, path):
