@@ -46,21 +46,21 @@ set role gov_loader;
 select raw.ensure_day_partition('raw.canteens_meals', %(first)s::date - k) from generate_series(1, %(days)s) as k;
 
 insert into raw.streets_compounds
-select _load_id, _source_file, _row_number, _service_date - k, _reporter_code, compound_code, name, community_code,
+select _load_id, _source_file, _row_number, _service_date - k, compound_code, name, community_code,
        households, building_area_m2, buildings, property_mode, property_company, subsidy_start_month, party_org_type,
        party_org_since, owners_committee, building_heads, unit_heads, service_station
 from raw.streets_compounds cross join generate_series(1, %(days)s) as k
 where _service_date = %(first)s;
 
 insert into raw.canteens_meals
-select _load_id, _source_file, _row_number, _service_date - k, _reporter_code, record_id || '-h' || k, canteen_code,
+select _load_id, _source_file, _row_number, _service_date - k, record_id || '-h' || k, canteen_code,
        served_at - make_interval(days => k), meal, diner_category, diner_card_hash, diner_card_masked, age,
        price_yuan, subsidy_yuan, payment_method
 from raw.canteens_meals cross join generate_series(1, %(days)s) as k
 where _service_date = %(first)s;
 
 insert into raw.assistance_case_events
-select _load_id, _source_file, _row_number, _service_date - k, _reporter_code, service_request_id || '-h' || k,
+select _load_id, _source_file, _row_number, _service_date - k, service_request_id || '-h' || k,
        point_code, event, event_at - make_interval(days => k), service_code, channel, compound_code, handler,
        agency_responsible, people_served, satisfaction, requester_name_hash, requester_phone_hash,
        requester_phone_masked, requester_id_hash, requester_id_valid, status_notes

@@ -75,7 +75,7 @@ def row_count_band_query(feed: str, day: str) -> str:
     # GX takes a query asset only when it starts with SELECT: the CTEs go in a subquery
     return f"""select * from (
 with nightly as (
-    select coalesce({reporter}, _reporter_code) as reporter_code, _service_date as service_date, count(*) as n
+    select {reporter} as reporter_code, _service_date as service_date, count(*) as n
     from {table} where {window} group by 1, 2
     union all
     select '{FEED_TOTAL}', _service_date, count(*) from {table} where {window} group by 2

@@ -29,7 +29,7 @@ from ingest.readers import read as read_file
 log = logging.getLogger(__name__)
 LOADER_ROLE = "gov_loader"
 REJECT_COLUMNS = ("load_id", "row_number", "column_name", "reason_code", "message", "raw_record")
-META_COLUMNS = ("_load_id", "_source_file", "_service_date", "_reporter_code", "_row_number")  # COPY order
+META_COLUMNS = ("_load_id", "_source_file", "_service_date", "_row_number")  # COPY order
 
 
 @dataclass
@@ -205,8 +205,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     `encoding` None: a CSV is read as UTF-8 without a pass over the file first. Whatever reaches the
     server is checked there (COPY verifies its input's encoding), anything decoded here is checked by
     Python's decoder, and bytes that are not UTF-8 raise NotUtf8; the caller rolls back and reads again."""
-    fields = {"_load_id": str(load_id), "_source_file": copy_text(source_file(path)), "_service_date": day.isoformat(),
-              "_reporter_code": copy_text(reporter)}
+    fields = {"_load_id": str(load_id), "_source_file": copy_text(source_file(path)), "_service_date": day.isoformat()}
     if target != spec.table:
         del fields["_service_date"]  # the day's partition: its column default
     columns = [c for c in META_COLUMNS if c in fields] + ["_row_number"] + spec.raw_columns

@@ -35,8 +35,10 @@ def mask_phone(phone: str) -> str:
 
 
 def mask_card(card: str) -> str:
+    """The last four characters behind four stars (`****0534`), like a phone's `138****5678`: one width
+    whatever the card's length, which a star per hidden digit would give away."""
     card = card.strip()
-    return ("*" * max(len(card) - 4, 0)) + card[-4:]
+    return "****" + card[-4:] if len(card) > 4 else "*" * len(card)
 
 
 PROVINCE_CODES = frozenset({

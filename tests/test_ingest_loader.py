@@ -127,7 +127,7 @@ def test_idempotency_late_and_revised_files(fresh_warehouse, scenario, tmp_path)
     old = q(wh, "select status, replaced_by from audit.load_ledger where load_id = %s", (original_load,))[0]
     assert old == {"status": "replaced", "replaced_by": new.load_id}
     assert raw_count(wh, "canteens", _load_id=original_load) == 0
-    assert raw_count(wh, "canteens", _reporter_code=revised.reporter, _service_date=DAY) == revised.rows_loaded
+    assert raw_count(wh, "canteens", canteen_code=revised.reporter, _service_date=DAY) == revised.rows_loaded
     others = [r for p, r in rerun.items() if p not in (late.path, revised.path)]
     assert others and {r.status for r in others} == {"skipped_duplicate"}
     assert raw_count(wh, "canteens") == totals["canteens"] + late.rows_loaded + revised.rows_loaded - original.rows_loaded
@@ -174,7 +174,7 @@ def test_error_inside_reader_leaves_nothing_and_night_goes_on(fresh_warehouse, t
     results = {r.reporter_code: r for r in loader.load_night(wh, tmp_path, "canteens", DAY)}
     assert results[a.code].status == "failed" and "disk went away" in results[a.code].error
     assert results[b.code].status == "loaded" and results[b.code].rows_loaded == nb
-    assert raw_count(wh, "canteens", _reporter_code=a.code) == 0
+    assert raw_count(wh, "canteens", canteen_code=a.code) == 0
     assert q(wh, "select status from audit.load_ledger where reporter_code = %s", (a.code,)) == [{"status": "failed"}]
 
     monkeypatch.setattr(loader, "read_file", real_read)

@@ -194,10 +194,10 @@ def test_bad_codes_and_negative_money(gate):
     with psycopg.connect(wh.conninfo()) as conn:
         conn.execute(
             """insert into raw.canteens_meals
-               select _load_id, _source_file, 9999, _service_date, _reporter_code, record_id || '-BUG',
+               select _load_id, _source_file, 9999, _service_date, record_id || '-BUG',
                       'CT140105001999', served_at, meal, diner_category, diner_card_hash, diner_card_masked, age,
                       -5.00, subsidy_yuan, payment_method
-               from raw.canteens_meals where _service_date = %s and _reporter_code = %s limit 1""",
+               from raw.canteens_meals where _service_date = %s and canteen_code = %s limit 1""",
             (CODES_NIGHT, victim.stem))
     outcome = run_night(CODES_NIGHT, "loader-bug")
     assert outcome["status"] == "blocked"

@@ -16,6 +16,7 @@ import pytest
 
 from ingest import config, loader
 from ingest.bootstrap import bootstrap
+from ingest.messy import write_volume_csv
 from ingest.scenario import Scenario
 
 DAY = date(2023, 11, 6)
@@ -101,6 +102,7 @@ def test_bootstrap_moves_an_unpartitioned_table_day_by_day(fresh_warehouse):
     with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
         conn.execute("set role gov_loader")
         conn.execute(f"create table raw.legacy (like {PARENT})")
+        conn.execute("alter table raw.legacy add column _reporter_code text not null")  # dropped since
         conn.execute(f"drop table {PARENT}")
         conn.execute("alter table raw.legacy rename to canteens_meals")
         conn.execute(f"create index canteens_meals_day_load on {PARENT} (_service_date, _load_id)")
@@ -118,3 +120,30 @@ def test_bootstrap_moves_an_unpartitioned_table_day_by_day(fresh_warehouse):
     assert indexes(wh) == [] and fetch(wh, "select to_regclass('raw.canteens_meals_unpartitioned')") == [(None,)]
     bootstrap(wh)
     assert partitions(wh) == moved
+
+
+def test_bootstrap_drops_the_old_reporter_column_and_keeps_the_rows(fresh_warehouse, scenario, tmp_path):
+    """Raw tables made before 2026-11-26 had `_reporter_code`. The next bootstrap drops it from the three
+    tables (the canteen partitions with their parent), keeps every row, and loads go on as before."""
+    wh = fresh_warehouse
+    canteen = scenario.canteens[0]
+    days = (DAY, DAY + timedelta(days=1))
+    paths = [tmp_path / "canteens" / d.isoformat() / f"{canteen.code}.csv" for d in days]
+    counts = [write_volume_csv(scenario, p, 300, first_day=d, canteen=canteen) for p, d in zip(paths, days, strict=True)]
+    with loader.connect(wh) as conn:
+        assert loader.load_file(conn, "canteens", days[0], paths[0]).rows_loaded == counts[0]
+    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+        conn.execute("set role gov_loader")
+        for table in ("raw.streets_compounds", PARENT, "raw.assistance_case_events"):
+            conn.execute(f"alter table {table} add column _reporter_code text")
+        conn.execute(f"update {PARENT} set _reporter_code = canteen_code")
+    bootstrap(wh)
+    assert fetch(wh, """select a.attrelid::regclass::text from pg_attribute a join pg_class c on c.oid = a.attrelid
+                        join pg_namespace n on n.oid = c.relnamespace
+                        where n.nspname = 'raw' and a.attname = '_reporter_code' and not a.attisdropped""") == []
+    assert fetch(wh, f"select count(*) from {PARENT} where canteen_code = %s", (canteen.code,)) == [(counts[0],)]
+    bootstrap(wh)  # nothing left to drop: runs as on every night
+    with loader.connect(wh) as conn:
+        assert loader.load_file(conn, "canteens", days[1], paths[1]).rows_loaded == counts[1]
+    assert fetch(wh, f"select _service_date, count(*) from {PARENT} group by 1 order by 1") == list(
+        zip(days, counts, strict=True))

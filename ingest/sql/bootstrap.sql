@@ -102,7 +102,6 @@ create table if not exists raw.streets_compounds (
   _source_file         text not null,
   _row_number          integer not null,
   _service_date        date not null,
-  _reporter_code       text not null,
   compound_code        text,
   name                 text,
   community_code       text,
@@ -164,7 +163,6 @@ create table if not exists raw.canteens_meals (
   _source_file       text not null,
   _row_number        integer not null,
   _service_date      date not null,
-  _reporter_code     text not null,
   record_id          text,
   canteen_code       text,
   served_at          timestamptz,
@@ -186,6 +184,7 @@ begin
     for day in select distinct _service_date from raw.canteens_meals_unpartitioned loop
       perform raw.ensure_day_partition('raw.canteens_meals', day);
     end loop;
+    alter table raw.canteens_meals_unpartitioned drop column if exists _reporter_code;  -- see below
     insert into raw.canteens_meals select * from raw.canteens_meals_unpartitioned;
     drop table raw.canteens_meals_unpartitioned;
   end if;
@@ -196,7 +195,6 @@ create table if not exists raw.assistance_case_events (
   _source_file            text not null,
   _row_number             integer not null,
   _service_date           date not null,
-  _reporter_code          text not null,
   service_request_id      text,
   point_code              text,
   event                   text,
@@ -217,6 +215,21 @@ create table if not exists raw.assistance_case_events (
 );
 drop index if exists raw.assistance_events_day, raw.assistance_events_load;  -- one index per raw table: cheaper COPY
 create index if not exists assistance_events_day_load on raw.assistance_case_events (_service_date, _load_id);
+
+-- Raw tables made before 2026-11-26 had a `_reporter_code` column: the ledger names each load's reporter
+-- (`_load_id`), every row names its own (canteen_code, point_code, the compound code's street), and it
+-- made each canteen row 15 bytes longer. Dropped once; a night's bootstrap takes no lock for it after that.
+do $$
+declare
+  t regclass;
+begin
+  for t in select a.attrelid::regclass from pg_attribute a join pg_class c on c.oid = a.attrelid
+           where a.attname = '_reporter_code' and not a.attisdropped and c.relispartition is false
+             and a.attrelid in (to_regclass('raw.streets_compounds'), to_regclass('raw.canteens_meals'),
+                                to_regclass('raw.assistance_case_events')) loop
+    execute format('alter table %s drop column _reporter_code', t);
+  end loop;
+end $$;
 
 grant select on all tables in schema raw to gov_transformer;
 grant select on all tables in schema audit to gov_transformer;
