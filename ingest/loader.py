@@ -90,7 +90,7 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
                                   (spec.table, day)).fetchone()[0]
     # the content hash goes into the ledger at the end of the load: a second thread computes it meanwhile
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
-        content = Content(path, path.stat().st_size, pool.submit(content_sha256, path))
+        content = Content(path.stat().st_size, pool.submit(content_sha256, path))
         try:
             with conn.transaction():
                 _load_in_transaction(conn, spec, target, path, reporter, day, content, result)
@@ -119,7 +119,6 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
 class Content:
     """A landed file's size, and its SHA-256 (the ledger's idempotency key) from a second thread."""
 
-    path: Path
     size: int
     hashing: Future[str]
 
