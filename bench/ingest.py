@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pandas-rows", type=int, default=100_000)
     parser.add_argument("--trace-rows", type=int, default=200_000, help="rows of the tracemalloc load")
-    parser.add_argument("--rounds", type=int, default=3, help="loader and raw COPY timings, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="loader and raw COPY timings, alternating")
     parser.add_argument("--server-url", default=os.environ.get("TEST_DATABASE_URL",
                                                                "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
