@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 from expectations.suites import Suite
-from ingest.config import ConnInfo, local_dir
+from ingest.config import CHECKER, ConnInfo, connect_as, local_dir, role_conninfo
 
 log = logging.getLogger(__name__)
+# GX reads the checker's URL from this variable when it connects ("${...}" substitution): the URL,
+# password included, is never written into great_expectations.yml nor into GX's log lines
+GX_URL_VAR = "GOV_GX_WAREHOUSE_URL"
 
 
 @dataclass
@@ -66,10 +67,24 @@ def _exclusive(root: Path) -> Iterator[None]:
 
 
 def run_suites(wh: ConnInfo, suites: list[Suite], run_id: str, service_date: str) -> SuiteRun:
-    with _exclusive(gx_dir()):
+    with _exclusive(gx_dir()), _checker_url_in_environment(wh):
         results, docs = _validate(wh, suites)
     _store(wh, run_id, service_date, results)
     return SuiteRun(run_id, results, docs)
+
+
+@contextmanager
+def _checker_url_in_environment(wh: ConnInfo) -> Iterator[None]:
+    """GX_URL_VAR set to gov_checker's URL for the validation only (so no later subprocess inherits it)."""
+    before = os.environ.get(GX_URL_VAR)
+    os.environ[GX_URL_VAR] = role_conninfo(CHECKER, wh).sqlalchemy_url()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(GX_URL_VAR, None)
+        else:
+            os.environ[GX_URL_VAR] = before
 
 
 def _validate(wh: ConnInfo, suites: list[Suite]) -> tuple[list[CheckResult], Path | None]:
@@ -85,7 +100,7 @@ def _validate(wh: ConnInfo, suites: list[Suite]) -> tuple[list[CheckResult], Pat
         context.validation_definitions.delete(stale.name)
     if source_name in [ds.name for ds in context.data_sources.all().values()]:
         context.data_sources.delete(source_name)
-    datasource = context.data_sources.add_sql(name=source_name, connection_string=wh.sqlalchemy_url())
+    datasource = context.data_sources.add_sql(name=source_name, connection_string="${" + GX_URL_VAR + "}")
     results: list[CheckResult] = []
     for suite in suites:
         asset = datasource.add_query_asset(name=suite.name, query=suite.query)
@@ -146,8 +161,7 @@ def _build_docs(context) -> Path | None:
 
 
 def _store(wh: ConnInfo, run_id: str, service_date: str, results: list[CheckResult]) -> None:
-    with psycopg.connect(wh.conninfo()) as conn:
-        conn.execute("set role gov_loader")
+    with connect_as(CHECKER, wh) as conn:
         # a retried task replaces its own results, and only those
         conn.execute("delete from audit.dq_results where run_id = %s and suite = any(%s)",
                      (run_id, sorted({r.suite for r in results})))

@@ -8,17 +8,13 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from ingest.config import ConnInfo
+from ingest.config import ROLE_PASSWORD_ENV, ConnInfo
 
 # Login passwords of the warehouse roles, set when these variables are given (a deployment's
-# secrets, e.g. from docker-compose's .env). The pipeline itself never logs in as these roles: it
-# connects as the WAREHOUSE_URL administrator and switches with `set role`; BI tools such as
-# Metabase log in as gov_bi_reader.
-ROLE_PASSWORD_ENV = {
-    "gov_loader": "GOV_LOADER_PASSWORD",
-    "gov_transformer": "GOV_TRANSFORMER_PASSWORD",
-    "gov_bi_reader": "GOV_BI_READER_PASSWORD",
-}
+# secrets, e.g. from docker-compose's .env): each step logs in as its role with the same variable
+# (ingest.config.role_conninfo); BI tools such as Metabase log in as gov_bi_reader. Without them the
+# roles have no password, which the embedded server's socket (trust) and a server's own rules allow.
+__all__ = ["ROLE_PASSWORD_ENV", "bootstrap", "set_role_passwords"]
 
 
 def bootstrap(wh: ConnInfo) -> None:

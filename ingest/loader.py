@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from ingest import pii
-from ingest.config import ConnInfo
+from ingest.config import ConnInfo, connect_as, pii_hash_key
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
 from ingest.readers import Batch, NotUtf8, UnreadableFile, content_sha256, scan
 from ingest.readers import read as read_file
@@ -59,10 +59,8 @@ def landed_files(landing: Path, source: str, day: date, reporter: str | None = N
 
 
 def connect(wh: ConnInfo) -> psycopg.Connection:
-    conn = psycopg.connect(wh.conninfo())
-    conn.execute(f"set role {LOADER_ROLE}")
-    conn.commit()
-    return conn
+    pii_hash_key()  # no key, no load: a missing PII_HASH_KEY refuses before any file is read
+    return connect_as(LOADER_ROLE, wh)
 
 
 def load_night(wh: ConnInfo, landing: Path, source: str, day: date, reporter: str | None = None) -> list[FileResult]:

@@ -115,14 +115,13 @@ def build_marts(day: str) -> None:
 
 def validate_marts(days: list[str], run_id: str) -> dict:
     """GX suites on the candidate marts (write-audit-publish: the audit step)."""
-    import psycopg
 
     from expectations.runner import run_suites
     from expectations.suites import mart_suites
     from ingest.publish import CANDIDATE
 
     wh = config.warehouse()
-    with psycopg.connect(wh.conninfo()) as conn:
+    with config.connect_as(config.CHECKER, wh) as conn:
         rows = conn.execute("select table_name, column_name from information_schema.columns where table_schema = %s "
                             "order by table_name, ordinal_position", (CANDIDATE,)).fetchall()
     tables: dict[str, list[str]] = {}
@@ -139,7 +138,6 @@ def validate_marts(days: list[str], run_id: str) -> dict:
 def publish(days: list[str], run_id: str) -> dict:
     """Publish the candidate marts when no 'fail' check failed (raw suites of these days, mart suites of
     this run); otherwise leave `marts` at the last good night, log the block and fail the task."""
-    import psycopg
 
     from ingest.publish import publish_candidate
 
@@ -149,8 +147,7 @@ def publish(days: list[str], run_id: str) -> dict:
                "status": "blocked" if dq["failed"] else "published"}
     if outcome["status"] == "published":
         outcome["tables"] = publish_candidate(config.warehouse())
-    with psycopg.connect(config.warehouse().conninfo()) as conn:
-        conn.execute("set role gov_loader")
+    with config.connect_as(config.PUBLISHER) as conn:
         for day in days:
             conn.execute(
                 """insert into audit.publish_log (service_date, run_id, status, checks, failed, warnings, detail)
@@ -166,9 +163,8 @@ def publish(days: list[str], run_id: str) -> dict:
 
 def publish_outcome(days: list[str]) -> dict:
     """The latest publish outcome of these days (what the summary email reports)."""
-    import psycopg
 
-    with psycopg.connect(config.warehouse().conninfo()) as conn:
+    with config.connect_as(config.REPORTER) as conn:
         row = conn.execute("select detail from audit.publish_log where service_date = any(%s::date[]) "
                            "order by logged_at desc limit 1", (days,)).fetchone()
     if row:
@@ -185,9 +181,8 @@ def _data_docs() -> Path | None:
 
 def _latest_dq(days: list[str]) -> dict:
     """The latest result of every check for these days, from audit.dq_results."""
-    import psycopg
 
-    with psycopg.connect(config.warehouse().conninfo()) as conn:
+    with config.connect_as(config.PUBLISHER) as conn:
         rows = conn.execute(
             """select distinct on (suite, expectation, coalesce(column_name, ''), service_date)
                       suite, expectation, column_name, severity, success
@@ -205,9 +200,8 @@ def _latest_dq(days: list[str]) -> dict:
 
 def check_published(day: str) -> dict:
     """Fail (and so alert on-call) when `day` has no successful publish."""
-    import psycopg
 
-    with psycopg.connect(config.warehouse().conninfo()) as conn:
+    with config.connect_as(config.REPORTER) as conn:
         row = conn.execute(
             "select max(logged_at) from audit.publish_log where service_date = %s and status = 'published'", (day,)
         ).fetchone()

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.config import ConnInfo
+from ingest.config import BI_READER, ConnInfo, connect_as
 
 TREND_DAYS = 30
 COUNT_KEYS = ("cases_received", "cases_resolved", "cases_backlog", "cases_escalated", "people_served",
@@ -115,8 +115,7 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
     first = day - timedelta(days=TREND_DAYS - 1)
     where, args = scope.filter_sql()
     scope_where, _ = scope.filter_sql(street_column="scope_code")
-    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
-        conn.execute("set role gov_bi_reader")
+    with connect_as(BI_READER, wh, row_factory=dict_row) as conn:
         rows = conn.execute(KPI_SQL.format(where=where, where_scope=scope_where),
                             (*args, first, day, *args, first, day, *args, first, day)).fetchall()
         report.days = {r["service_date"]: _kpis(r) for r in rows}

@@ -14,10 +14,9 @@ from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
-import psycopg
 from psycopg.rows import dict_row
 
-from ingest.config import ConnInfo, local_dir
+from ingest.config import REPORTER, ConnInfo, connect_as, local_dir
 from reports.chart import trend_png
 from reports.figures import Scope, ScopeReport, load_report
 from reports.render import CHART_CID, render_html, render_text, subject
@@ -29,7 +28,7 @@ DEFAULT_FROM = "社区治理数据平台 <gov-data@taiyuan.example>"
 
 def recipients(wh: ConnInfo) -> list[dict]:
     """Officials from the `officials` seed; SUMMARY_RECIPIENTS (comma-separated) adds city-scope ones."""
-    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
+    with connect_as(REPORTER, wh, row_factory=dict_row) as conn:
         rows = conn.execute(
             "select official_key, title, email, scope_level, scope_code::text as scope_code, scope_name "
             "from seeds.officials order by official_key"
@@ -120,14 +119,13 @@ def deliver(msg: EmailMessage) -> None:
 
 
 def _already_sent(wh: ConnInfo, service_date: date, key: str) -> bool:
-    with psycopg.connect(wh.conninfo()) as conn:
+    with connect_as(REPORTER, wh) as conn:
         return conn.execute("select 1 from audit.summary_sends where service_date = %s and recipient_key = %s",
                             (service_date, key)).fetchone() is not None
 
 
 def _record(wh: ConnInfo, service_date: date, official: dict, msg: EmailMessage) -> None:
-    with psycopg.connect(wh.conninfo()) as conn:
-        conn.execute("set role gov_loader")
+    with connect_as(REPORTER, wh) as conn:
         conn.execute(
             """insert into audit.summary_sends (service_date, recipient_key, scope_level, scope_code, message_id,
                  subject) values (%s, %s, %s, %s, %s, %s) on conflict do nothing""",

@@ -1,8 +1,8 @@
 """Grants: the BI role reads the marts and nothing else, and writes nowhere (DESIGN.md section 6).
 
-dbt builds the project on an empty, bootstrapped warehouse (as gov_transformer, see profiles.yml)
-into `marts_candidate`, the nightly run's publish step copies it into `marts`; an administrator
-connection then takes the role gov_bi_reader with SET ROLE and tries everything.
+dbt builds the project on an empty, bootstrapped warehouse (logged in as gov_transformer, see
+profiles.yml) into `marts_candidate`, the nightly run's publish step (as gov_publisher) copies it into
+`marts`; a connection logged in as gov_bi_reader then tries everything.
 """
 
 from __future__ import annotations
@@ -58,17 +58,19 @@ def warehouse(server_url, tmp_path_factory):
 
 
 def as_bi_reader(wh: config.ConnInfo, sql: str) -> None:
-    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
-        conn.execute("set role gov_bi_reader")
+    with config.connect_as(config.BI_READER, wh, autocommit=True) as conn:
+        assert conn.info.user == "gov_bi_reader"
         conn.execute(sql)
 
 
-def test_marts_are_owned_by_the_transformer(warehouse):
+def test_marts_are_owned_by_the_publisher_and_candidates_by_the_transformer(warehouse):
     with psycopg.connect(warehouse.conninfo()) as conn:
-        owners = dict(conn.execute(
-            "select tablename, tableowner from pg_tables where schemaname = 'marts'").fetchall())
-    assert set(MARTS) <= set(owners)
-    assert set(owners.values()) == {"gov_transformer"}
+        owners = conn.execute("select schemaname, tablename, tableowner from pg_tables "
+                              "where schemaname in ('marts', 'marts_candidate')").fetchall()
+    published = {t: o for s, t, o in owners if s == "marts"}
+    assert set(MARTS) <= set(published)
+    assert set(published.values()) == {"gov_publisher"}
+    assert {o for s, _, o in owners if s == "marts_candidate"} == {"gov_transformer"}
 
 
 @pytest.mark.parametrize("table", MARTS)
@@ -95,6 +97,7 @@ def test_bi_reader_cannot_read_outside_marts(warehouse, relation):
     "create schema bi_scratch",
     "alter table marts.dim_street add column x int",
     "drop table marts.dim_compound",
+    "create temporary table bi_scratch (x int)",
 ])
 def test_bi_reader_cannot_write_anywhere(warehouse, statement):
     with pytest.raises(errors.InsufficientPrivilege):

@@ -100,7 +100,7 @@ def test_bootstrap_moves_an_unpartitioned_table_day_by_day(fresh_warehouse):
     wh = fresh_warehouse
     per_day = {DAY - timedelta(days=k): 10 + k for k in range(3)}
     with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
-        conn.execute("set role gov_loader")
+        conn.execute("set role gov_owner")
         conn.execute(f"create table raw.legacy (like {PARENT})")
         conn.execute("alter table raw.legacy add column _reporter_code text not null")  # dropped since
         conn.execute(f"drop table {PARENT}")
@@ -133,7 +133,7 @@ def test_bootstrap_drops_the_old_reporter_column_and_keeps_the_rows(fresh_wareho
     with loader.connect(wh) as conn:
         assert loader.load_file(conn, "canteens", days[0], paths[0]).rows_loaded == counts[0]
     with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
-        conn.execute("set role gov_loader")
+        conn.execute("set role gov_owner")
         for table in ("raw.streets_compounds", PARENT, "raw.assistance_case_events"):
             conn.execute(f"alter table {table} add column _reporter_code text")
         conn.execute(f"update {PARENT} set _reporter_code = canteen_code")

@@ -1,41 +1,107 @@
 -- Idempotent bootstrap of the warehouse: roles, schemas, raw and audit tables, grants.
--- Run by an administrator (the WAREHOUSE_URL user); everything after runs under the three roles.
+-- Run by an administrator (the WAREHOUSE_URL user, a superuser); no nightly step logs in as it. Each
+-- step logs in as its own role (docs/security.md has the table of who may do what):
+--   gov_loader       writes raw and audit.load_ledger / audit.rejected_rows
+--   gov_transformer  reads raw and audit, builds the dbt schemas (staging ... marts_candidate, seeds)
+--   gov_checker      reads raw, audit and the candidate marts, writes audit.dq_results (GX)
+--   gov_publisher    reads the candidate marts, writes marts and audit.publish_log
+--   gov_reporter     reads marts (as a member of gov_bi_reader), seeds and audit, writes audit.summary_sends
+--   gov_bi_reader    reads marts, nothing else (BI tools)
+-- raw and audit belong to gov_owner, a role nobody logs in as: no step can drop, alter or grant them.
 
 do $$
+declare
+  r text;
 begin
-  if not exists (select from pg_roles where rolname = 'gov_loader') then
-    create role gov_loader login;
+  if not exists (select from pg_roles where rolname = 'gov_owner') then
+    create role gov_owner nologin;
   end if;
-  if not exists (select from pg_roles where rolname = 'gov_transformer') then
-    create role gov_transformer login;
-  end if;
-  if not exists (select from pg_roles where rolname = 'gov_bi_reader') then
-    create role gov_bi_reader login;
+  foreach r in array array['gov_loader', 'gov_transformer', 'gov_checker', 'gov_publisher', 'gov_reporter',
+                           'gov_bi_reader'] loop
+    if not exists (select from pg_roles where rolname = r) then
+      execute format('create role %I login', r);
+    end if;
+  end loop;
+  -- roles made elsewhere or by hand keep no power beyond their grants (altered only when they differ:
+  -- roles are cluster-wide, and an ALTER ROLE each night would rewrite the shared catalog for nothing)
+  foreach r in array array['gov_owner', 'gov_loader', 'gov_transformer', 'gov_checker', 'gov_publisher',
+                           'gov_reporter', 'gov_bi_reader'] loop
+    if exists (select from pg_roles where rolname = r and (rolsuper or rolcreatedb or rolcreaterole
+               or rolreplication or rolbypassrls or rolcanlogin <> (r <> 'gov_owner'))) then
+      execute format('alter role %I %s nosuperuser nocreatedb nocreaterole noreplication nobypassrls',
+                     r, case when r = 'gov_owner' then 'nologin' else 'login' end);
+    end if;
+  end loop;
+  -- no role is a member of another (so none inherits the owner's rights), but for the one membership
+  -- wanted: the reporter reads marts as gov_bi_reader does, whatever schema a publish swaps in
+  for r in select format('revoke %I from %I', g.rolname, m.rolname)
+           from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles m on m.oid = a.member
+           where m.rolname like 'gov\_%' and g.rolname like 'gov\_%'
+             and (g.rolname, m.rolname) <> ('gov_bi_reader', 'gov_reporter') loop
+    execute r;
+  end loop;
+  if not pg_has_role('gov_reporter', 'gov_bi_reader', 'member') then
+    grant gov_bi_reader to gov_reporter;
   end if;
 end $$;
 
-create schema if not exists raw authorization gov_loader;
-create schema if not exists audit authorization gov_loader;
+create schema if not exists raw authorization gov_owner;
+create schema if not exists audit authorization gov_owner;
 create schema if not exists staging authorization gov_transformer;
 create schema if not exists intermediate authorization gov_transformer;
 create schema if not exists snapshots authorization gov_transformer;
-create schema if not exists marts authorization gov_transformer;
+-- the publisher swaps in each night's marts (ingest/publish.py)
+create schema if not exists marts authorization gov_publisher;
 -- dbt builds here; `marts` receives a night only after its checks pass (write-audit-publish)
 create schema if not exists marts_candidate authorization gov_transformer;
 create schema if not exists seeds authorization gov_transformer;
 
--- BI sees marts and nothing else; the transformer reads what the loader wrote.
+-- Warehouses bootstrapped before 2026-12-01: raw and audit (schemas, tables, sequences, the partition
+-- function) were gov_loader's and marts gov_transformer's. Moved once; a night's bootstrap takes no lock.
+do $$
+declare
+  t regclass;
+begin
+  if exists (select from pg_namespace where nspname in ('raw', 'audit') and nspowner <> 'gov_owner'::regrole)
+     or exists (select from pg_class where relowner = 'gov_loader'::regrole)
+     or exists (select from pg_proc where proowner = 'gov_loader'::regrole) then
+    alter schema raw owner to gov_owner;
+    alter schema audit owner to gov_owner;
+    reassign owned by gov_loader to gov_owner;
+  end if;
+  if (select nspowner from pg_namespace where nspname = 'marts') <> 'gov_publisher'::regrole then
+    alter schema marts owner to gov_publisher;
+  end if;
+  for t in select c.oid::regclass from pg_class c where c.relnamespace = 'marts'::regnamespace
+           and c.relkind in ('r', 'p', 'v') and c.relowner <> 'gov_publisher'::regrole loop
+    execute format('alter table %s owner to gov_publisher', t);
+  end loop;
+end $$;
+
+-- Nobody but these roles connects; only dbt (incremental merges stage rows in temporary tables) may
+-- make temporary objects; only dbt and the publisher (who swaps schemas) may make schemas.
+revoke all on database current_database_placeholder from public;
+grant connect on database current_database_placeholder
+  to gov_loader, gov_transformer, gov_checker, gov_publisher, gov_reporter, gov_bi_reader;
+grant temporary on database current_database_placeholder to gov_transformer;
+grant create on database current_database_placeholder to gov_transformer, gov_publisher;
+-- No function of any step's making: the trusted languages are the administrator's only (the partition
+-- function below is made by the bootstrap), so no role can plant a security-definer function.
+revoke usage on language sql, plpgsql from public;
+grant usage on language plpgsql to gov_owner;  -- the bootstrap's own DO blocks and partition function
 revoke all on schema public from public;
 grant usage on schema public to gov_loader, gov_transformer;
-grant create on database current_database_placeholder to gov_transformer;
 -- No JIT compilation: a night's queries reach the canteen table's day partitions through correlated
 -- subqueries (pruned at run time, a few milliseconds each), but the planner costs them as scans of every
 -- partition, so JIT would compile one scan per partition first: 15-20 s per query on a year of history.
 alter database current_database_placeholder set jit = off;
-grant usage on schema raw, audit to gov_transformer;
-grant usage on schema marts to gov_bi_reader;
+grant usage on schema raw to gov_loader, gov_transformer, gov_checker;
+grant usage on schema audit to gov_loader, gov_transformer, gov_checker, gov_publisher, gov_reporter;
+grant usage on schema marts_candidate to gov_checker, gov_publisher;
+grant usage on schema marts to gov_bi_reader, gov_checker;
+grant usage on schema seeds to gov_reporter;
 
-set role gov_loader;
+set role gov_owner;
 
 create table if not exists audit.load_ledger (
   load_id         bigserial primary key,
@@ -48,15 +114,32 @@ create table if not exists audit.load_ledger (
   rows_read       integer not null default 0,
   rows_loaded     integer not null default 0,
   rows_rejected   integer not null default 0,
-  status          text not null check (status in ('loading', 'loaded', 'skipped_duplicate', 'replaced', 'quarantined', 'failed')),
+  status          text not null constraint load_ledger_status_check check (status in ('loading', 'loaded',
+                    'skipped_duplicate', 'replaced', 'held', 'released', 'rejected', 'quarantined', 'failed')),
   error           text,
   replaced_by     bigint references audit.load_ledger (load_id),
   started_at      timestamptz not null default now(),
   finished_at     timestamptz,
+  decided_by      text,         -- a held file's release or rejection (python -m ingest release / reject):
+  decided_at      timestamptz,  -- who, when
+  decision_note   text,         -- and why
   check (status not in ('loaded', 'replaced') or rows_read = rows_loaded + rows_rejected)
 );
+-- Ledgers made before held files existed: the decision columns and the wider status list, once (a night's
+-- bootstrap takes no lock on the ledger after that).
+do $$
+begin
+  if not exists (select from information_schema.columns
+                 where table_schema = 'audit' and table_name = 'load_ledger' and column_name = 'decided_by') then
+    alter table audit.load_ledger add column if not exists decided_by text,
+      add column if not exists decided_at timestamptz, add column if not exists decision_note text;
+    alter table audit.load_ledger drop constraint if exists load_ledger_status_check;
+    alter table audit.load_ledger add constraint load_ledger_status_check check (status in ('loading', 'loaded',
+      'skipped_duplicate', 'replaced', 'held', 'released', 'rejected', 'quarantined', 'failed'));
+  end if;
+end $$;
 create index if not exists load_ledger_key on audit.load_ledger (source, reporter_code, service_date);
-comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/quarantined/failed).';
+comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/held/released/rejected/quarantined/failed); error: why a file was quarantined, held or failed; decided_by/decided_at/decision_note: the release or rejection of a held file.';
 
 create table if not exists audit.rejected_rows (
   load_id      bigint not null references audit.load_ledger (load_id),
@@ -125,8 +208,10 @@ create index if not exists streets_compounds_day_load on raw.streets_compounds (
 -- a year) gets one partition per day and no index at all: a night's queries and a revised file's delete
 -- read the day's partition only, and a COPY pays for no index entry per row. Partitions are made by
 -- raw.ensure_day_partition before a file's load, in their own short transaction.
+-- It runs with its owner's rights (gov_owner, who owns the raw tables: ATTACH needs that), so the loader
+-- can add a day without owning, and so being able to drop or grant, the feed's table.
 create or replace function raw.ensure_day_partition(parent regclass, day date) returns regclass
-language plpgsql as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   child text;
 begin
@@ -231,16 +316,9 @@ begin
   end loop;
 end $$;
 
-grant select on all tables in schema raw to gov_transformer;
-grant select on all tables in schema audit to gov_transformer;
-alter default privileges for role gov_loader in schema raw grant select on tables to gov_transformer;
-alter default privileges for role gov_loader in schema audit grant select on tables to gov_transformer;
-
 reset role;
--- BI reads what the transformer publishes in marts, now and later.
-alter default privileges for role gov_transformer in schema marts grant select on tables to gov_bi_reader;
 
-set role gov_loader;
+set role gov_owner;
 create table if not exists audit.publish_log (
   service_date  date not null,
   run_id        text not null,
@@ -258,3 +336,35 @@ reset role;
 
 -- dbt assembles each case from its events: keep that lookup independent of history length
 create index if not exists assistance_events_case on raw.assistance_case_events (service_request_id);
+
+-- Grants: each step's role gets what its job needs (docs/security.md), on the tables there are now
+-- and, by default privileges, on the ones made later (the day partitions, dbt's and the publisher's).
+revoke execute on function raw.ensure_day_partition(regclass, date) from public;
+grant execute on function raw.ensure_day_partition(regclass, date) to gov_loader;
+-- delete: a revised file replaces its earlier version's rows
+grant select, insert, delete on all tables in schema raw to gov_loader;
+grant select on all tables in schema raw to gov_transformer, gov_checker;
+alter default privileges for role gov_owner in schema raw grant select, insert, delete on tables to gov_loader;
+alter default privileges for role gov_owner in schema raw grant select on tables to gov_transformer, gov_checker;
+
+grant select on all tables in schema audit to gov_loader, gov_transformer, gov_checker, gov_publisher, gov_reporter;
+alter default privileges for role gov_owner in schema audit
+  grant select on tables to gov_loader, gov_transformer, gov_checker, gov_publisher, gov_reporter;
+grant usage on all sequences in schema audit to gov_loader;
+grant insert, update on audit.load_ledger to gov_loader;
+grant insert on audit.rejected_rows to gov_loader;
+grant insert, delete on audit.dq_results to gov_checker;  -- delete: a retried check replaces its own results
+grant insert on audit.publish_log to gov_publisher;
+grant insert on audit.summary_sends to gov_reporter;
+
+-- the checks and the publish read dbt's candidate marts; the email reads the officials seed
+grant select on all tables in schema marts_candidate to gov_checker, gov_publisher;
+alter default privileges for role gov_transformer in schema marts_candidate
+  grant select on tables to gov_checker, gov_publisher;
+grant select on all tables in schema seeds to gov_reporter;
+alter default privileges for role gov_transformer in schema seeds grant select on tables to gov_reporter;
+-- what the publisher makes is published: BI (and the reporter through it) and the checks read it,
+-- including in the fresh schema a publish swaps in for `marts`
+grant select on all tables in schema marts to gov_bi_reader, gov_checker;
+alter default privileges for role gov_publisher grant select on tables to gov_bi_reader, gov_checker;
+alter default privileges for role gov_publisher grant usage on schemas to gov_bi_reader, gov_checker;
