@@ -20,7 +20,7 @@ __all__ = ["ROLE_PASSWORD_ENV", "bootstrap", "set_role_passwords"]
 def bootstrap(wh: ConnInfo) -> None:
     text = resources.files("ingest").joinpath("sql/bootstrap.sql").read_text(encoding="utf-8")
     text = text.replace("current_database_placeholder", f'"{wh.dbname}"')
-    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(wh.conninfo(), autocommit=True, application_name="gov:bootstrap") as conn:
         # roles are cluster-wide: serialise concurrent bootstraps of several databases
         conn.execute("select pg_advisory_lock(7261001)")
         try:

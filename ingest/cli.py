@@ -1,5 +1,5 @@
-"""Command line: `python -m ingest {warehouse,stop,generate,run,report,airflow,dbt-manifest,reconcile}`
-(the Makefile's targets)."""
+"""Command line: `python -m ingest {warehouse,stop,generate,run,report,airflow,dbt-manifest,reconcile,release,reject}`
+(the Makefile's targets; release/reject decide on a held file of audit.load_ledger)."""
 
 from __future__ import annotations
 
@@ -93,13 +93,11 @@ def _dbt_docs() -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    import psycopg
-
     wh = config.warehouse()
     print("\n=== where to look ===")
     print(f"warehouse:   {wh.display_url()}")
     print(f"  psql:      psql \"host={wh.host} port={wh.port} dbname={wh.dbname} user={wh.user}\"")
-    with psycopg.connect(wh.conninfo()) as conn:
+    with config.connect_as(config.REPORTER, wh) as conn:
         tables = conn.execute(
             "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()
         for (table,) in tables:
@@ -161,6 +159,52 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def _rebuild_hint(day: date) -> str:
+    return (f"rebuild {day}: `make run DAY={day}` (local), or in a deployment: "
+            f"airflow dags trigger gov_publish --conf '{{\"service_date\": \"{day}\"}}'")
+
+
+def cmd_release(args: argparse.Namespace) -> None:
+    """Load a held file (its rows replace the version in place), record who/when/why, rebuild its day."""
+    from ingest import holds, loader
+
+    with loader.connect(config.warehouse()) as conn:
+        try:
+            result = holds.release(conn, args.load_id, args.reason, args.by)
+        except holds.NotHeld as err:
+            sys.exit(f"release: {err}")
+    print(f"released load {args.load_id}: {result.path} loaded as load {result.load_id} "
+          f"({result.rows_loaded} rows loaded, {result.rows_rejected} rejected)")
+    if args.no_rebuild:
+        print(_rebuild_hint(result.service_date))
+        return
+    print(f"rebuilding {result.service_date} through Airflow (make run DAY={result.service_date})")
+    cmd_run(argparse.Namespace(day=result.service_date.isoformat(), to=None))
+
+
+def cmd_reject(args: argparse.Namespace) -> None:
+    """Reject a held file: it stays out of the warehouse for good; nothing to rebuild."""
+    from ingest import holds, loader
+
+    with loader.connect(config.warehouse()) as conn:
+        try:
+            held = holds.reject(conn, args.load_id, args.reason, args.by)
+        except holds.NotHeld as err:
+            sys.exit(f"reject: {err}")
+    print(f"rejected load {args.load_id}: {held.path} stays out of the warehouse "
+          f"({held.source} {held.reporter_code} {held.service_date}; the version in place, if any, keeps serving)")
+
+
+def _decision_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--load-id", type=int, required=True, help="load_id of the held file (audit.load_ledger)")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger's decision_note)")
+    p.add_argument("--by", help="who decides (default: your login name)")
+    if name == "release":
+        p.add_argument("--no-rebuild", action="store_true",
+                       help="only load the file; print how to rebuild its day instead of running it")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP verb
@@ -197,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("dbt-manifest", help="write the dbt manifest the gov_publish DAG renders its dbt tasks from "
                                             "(GOV_DBT_MANIFEST, default dbt_project/target/manifest.json)")
     m.add_argument("--force", action="store_true", help="parse even when the manifest is of the current project")
+    _decision_parser(sub, "release", "release a held file: load it as it is (replacing the version in place), "
+                                     "record who/when/why, then rebuild its day (make run DAY=...)")
+    _decision_parser(sub, "reject", "reject a held file: it is never loaded; record who/when/why")
     args = parser.parse_args(argv)
     if getattr(args, "seed", 0) is None:
         from ingest.scenario import DEFAULT_SEED
@@ -204,4 +251,4 @@ def main(argv: list[str] | None = None) -> None:
         args.seed = DEFAULT_SEED
     {"warehouse": cmd_warehouse, "stop": cmd_stop, "generate": cmd_generate, "run": cmd_run,
      "report": cmd_report, "airflow": cmd_airflow, "dbt-manifest": cmd_dbt_manifest,
-     "reconcile": cmd_reconcile}[args.command](args)
+     "reconcile": cmd_reconcile, "release": cmd_release, "reject": cmd_reject}[args.command](args)

@@ -201,6 +201,8 @@ def connect_as(role: str, wh: ConnInfo | None = None, **kwargs: Any) -> psycopg.
     """A psycopg connection logged in as `role` (see role_conninfo); kwargs go to psycopg.connect."""
     import psycopg
 
+    # named for its role in pg_stat_activity and the server's log (tests/test_secrets.py reads it)
+    kwargs.setdefault("application_name", f"gov:{role}")
     return psycopg.connect(role_conninfo(role, wh).conninfo(), **kwargs)
 
 

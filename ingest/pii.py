@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from datetime import date
 
 from stdnum.cn import ric
@@ -28,10 +29,13 @@ def keyed_hash(value: str, kind: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
-    if len(digits) < 7:
+    """Seven stars and the last four digits (`*******5678`, DESIGN.md section 5), whatever the number's
+    length: with the first three digits shown too (`138****5678`) only 10^4 numbers share a mask, and a
+    keyed hash is matched to its number by trying them all."""
+    digits = re.sub(r"\D", "", unicodedata.normalize("NFKC", phone))
+    if len(digits) <= 4:
         return "*" * len(digits)
-    return f"{digits[:3]}****{digits[-4:]}"
+    return "*" * 7 + digits[-4:]
 
 
 def mask_card(card: str) -> str:
@@ -67,7 +71,63 @@ def id_number_valid(id_number: str) -> bool:
     return date(1900, 1, 1) <= born <= date.today()
 
 
+ID_SCRUBBED = "[身份证号已脱敏]"
+# Digit runs as people write them in free text: groups of digits joined by single spaces, hyphens or dots
+# (`139 1234 5678`, `+86 139-1234-5678`, `0086 13912345678`, `110105 19491231 002X`), never starting or
+# ending inside a longer run or a code with letters (`SR202311060001234`).
+_DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9][ .-])\+?[0-9]+(?:[ .-][0-9]+)*[Xx]?(?![0-9A-Za-z])(?![ .-][0-9])")
+_GROUP = re.compile(r"[0-9]+[Xx]?")
+# full-width digits, X, plus, hyphens and the ideographic space, one character for one: matches found in
+# the translated text replace the same characters of the original
+_ASCII_DIGITS = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "Ｘ": "X", "ｘ": "x", "＋": "+",
+                               "－": "-", "‐": "-", "‑": "-", "–": "-", "—": "-", "．": ".", "\u3000": " "})
+
+
 def scrub_free_text(text: str) -> str:
-    """Free text (case notes) may quote a phone or ID number: replace them before storage."""
-    text = ID_NUMBER_RE.sub("[身份证号已脱敏]", text)
-    return PHONE_RE.sub(lambda m: mask_phone(m.group(0)), text)
+    """Free text (case notes, messages) may quote a phone, ID or bank-card number, in any of the forms
+    people write them: each is replaced before storage (a phone by its mask, an ID number and a card by
+    a marker). Names cannot be found in free text reliably and are not: see docs/security.md."""
+    ascii_text = text.translate(_ASCII_DIGITS)
+    out, last = [], 0
+    for run in _DIGIT_RUN.finditer(ascii_text):
+        for start, end, replacement in _personal_numbers(ascii_text, run):
+            out += [text[last:start], replacement]
+            last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _personal_numbers(text: str, run: re.Match) -> list[tuple[int, int, str]]:
+    """(start, end, replacement) of the personal numbers in one digit run: the longest span of its
+    groups that reads as one, from the left (`2023-11-06 13912345678` holds a phone, not a card)."""
+    groups = [(m.start() + run.start(), m.end() + run.start()) for m in _GROUP.finditer(run.group(0))]
+    found, i = [], 0
+    while i < len(groups):
+        for j in range(len(groups) - 1, i - 1, -1):
+            span = groups[i:j + 1]
+            replacement = _classify(text[span[0][0]:span[-1][1]], [e - s for s, e in span])
+            if replacement:
+                start = span[0][0] - (1 if i == 0 and run.group(0).startswith("+") else 0)
+                found.append((start, span[-1][1], replacement))
+                i = j + 1
+                break
+        else:
+            i += 1
+    return found
+
+
+def _classify(written: str, group_lengths: list[int]) -> str | None:
+    digits = re.sub(r"[^0-9Xx]", "", written).upper()
+    if len(digits) == 18 and digits[:17].isdigit():
+        return ID_SCRUBBED
+    if "X" in digits:
+        return None
+    national = re.sub(r"^(0086|86)(?=1[3-9][0-9]{9}$)", "", digits)
+    if re.fullmatch(r"1[3-9][0-9]{9}", national):
+        return mask_phone(national)
+    if re.fullmatch(r"0[1-9][0-9]{8,10}", digits) and len(group_lengths) > 1:  # a landline with its area code
+        return mask_phone(digits)
+    # a bank card: 16-19 digits, written in one run or in groups of four
+    if 16 <= len(digits) <= 19 and (len(group_lengths) == 1 or all(n == 4 for n in group_lengths[:-1])):
+        return mask_card(digits)
+    return None

@@ -128,8 +128,8 @@ def test_gb11643_check_digit():
 
 
 def test_masks_and_keyed_hash(monkeypatch):
-    assert pii.mask_phone("13812345678") == "138****5678"
-    assert pii.mask_phone("138-1234-5678") == "138****5678"
+    assert pii.mask_phone("13812345678") == "*******5678"  # at most the last four digits
+    assert pii.mask_phone("138-1234-5678") == "*******5678"
     assert pii.mask_card("6217500100000534") == pii.mask_card(" 6217500100000000534") == "****0534"  # one width
     assert pii.mask_card("534") == "***"
     h = pii.keyed_hash("13812345678", "phone")
@@ -146,7 +146,7 @@ def test_scrub_free_text():
     text = "居民王某，电话13812345678，身份证11010519491231002X，已处理"
     scrubbed = pii.scrub_free_text(text)
     assert "13812345678" not in scrubbed and "11010519491231002X" not in scrubbed
-    assert "138****5678" in scrubbed and "[身份证号已脱敏]" in scrubbed
+    assert "*******5678" in scrubbed and "[身份证号已脱敏]" in scrubbed
     assert pii.scrub_free_text("工单SR202311060001234") == "工单SR202311060001234"  # not a phone
 
 
@@ -230,7 +230,7 @@ def test_assistance_pii_hashed_and_id_flagged():
               "requester_id_number": "110105194912310021", "status_notes": "回电13812345678"}
     row, rejection = enc.normalise(1, record)
     assert rejection is None
-    assert row["requester_phone_masked"] == "138****5678"
+    assert row["requester_phone_masked"] == "*******5678"
     assert row["requester_id_valid"] == "f"  # invalid check digit: flagged, not dropped
     assert row["requester_id_hash"] == pii.keyed_hash("110105194912310021", "id")
     text = "|".join(row.values())
