@@ -276,7 +276,8 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     result.rows_read = read
     result.rows_rejected = len(rejections)
     result.rows_loaded = read - result.rows_rejected
-    return rejections
+    relabel = getattr(items, "relabel", None)  # a workbook's rejections name their sheet (ingest.workbook)
+    return relabel(rejections) if relabel is not None else rejections
 
 
 def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[Rejection]) -> None:

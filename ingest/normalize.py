@@ -29,6 +29,24 @@ def nfkc(value: object) -> object:
     return value
 
 
+# What offices write in a cell that has nothing to say (after NFKC, case-folded). 无 is among them, but
+# where it is a value of its own (property_mode 无 = none, 党群服务站 无 = no) the enum or boolean
+# reads it first: `to_enum` and `to_bool` apply this rule only to what their code list does not know.
+PLACEHOLDERS = frozenset({"-", "--", "---", "/", "//", "\\", "—", "——", "–", "无", "空", "暂无", "n/a"})
+PLACEHOLDER_LENGTH = max(map(len, PLACEHOLDERS))
+
+
+def is_placeholder(text: object) -> bool:
+    """Whether `text` (already through `nfkc`) is a placeholder for an empty cell."""
+    return text.__class__ is str and len(text) <= PLACEHOLDER_LENGTH and text.casefold() in PLACEHOLDERS
+
+
+def cell(value: object) -> object:
+    """`nfkc`, and None for a placeholder (-, /, —, 无, 空, N/A): the value converters start here."""
+    value = nfkc(value)
+    return None if is_placeholder(value) else value
+
+
 def header_key(value: object) -> str:
     """Header cells compare after NFKC and case folding, without units, spaces, underscores, slashes, brackets."""
     text = str(nfkc(value) or "").casefold()  # NFKC turns ㎡ into m2 and （） into ()
@@ -41,7 +59,7 @@ def to_text(value: object) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # codes and card numbers that Excel stored as numbers
-    return nfkc(str(value))  # type: ignore[return-value]
+    return cell(str(value))  # type: ignore[return-value]
 
 
 INT_MAX = 2_147_483_647  # the raw tables' integer columns
@@ -56,7 +74,7 @@ def to_int(value: object) -> int | None:
 
 
 def _to_int(value: object) -> int | None:
-    value = nfkc(value)
+    value = cell(value)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -72,7 +90,7 @@ def _to_int(value: object) -> int | None:
 
 
 def to_decimal(value: object) -> Decimal | None:
-    value = nfkc(value)
+    value = cell(value)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -90,11 +108,16 @@ def to_decimal(value: object) -> Decimal | None:
 
 
 _DATE_RE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})(?:\s*[-/.月]\s*(\d{1,2})\s*日?)?\s*月?")
+_DIGITS_RE = re.compile(r"(?:\d{4}|\d{5}|\d{6}|\d{8})(?:\.0+)?", re.ASCII)  # a year, a serial, yyyymm, yyyymmdd
+YEARS = range(1900, 2101)  # whole numbers that read as a year, never as an Excel serial (1905 dates)
+EXCEL_LAST_SERIAL = 2958465  # 9999-12-31
 
 
 def to_date(value: object, month_only: bool = False) -> date | None:
-    """Dates as offices write them: 2023-03-05, 2023/3/5, 2023年3月5日, 2023年3月, Excel serials."""
-    value = nfkc(value)
+    """Dates as offices write them: 2023-03-05, 2023/3/5, 2023.3.5, 2023年3月5日, 2023年3月, 20230305,
+    202303 (a month), Excel serials (numbers or digits). A year alone (2019, 2019年) is rejected as
+    year_only: as a serial it would be a day of 1905, and as a date it would invent a month and a day."""
+    value = cell(value)
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -102,21 +125,53 @@ def to_date(value: object, month_only: bool = False) -> date | None:
     elif isinstance(value, date):
         d = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        if not 1 <= value < 2958466:
-            raise CellError("bad_date", f"expected a date, got {value!r}")
-        d = EXCEL_EPOCH + timedelta(days=int(value))
+        d = _number_date(value)
     else:
         text = str(value)
-        if re.fullmatch(r"\d{5}(\.0+)?", text):
-            return to_date(float(text), month_only)
-        m = _DATE_RE.fullmatch(text) or _DATE_RE.match(text)
-        if not m:
-            raise CellError("bad_date", f"expected a date like 2023-03-05 or 2023年3月5日, got {value!r}")
-        try:
-            d = date(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
-        except ValueError:
-            raise CellError("bad_date", f"not a calendar date: {value!r}") from None
+        if _DIGITS_RE.fullmatch(text):
+            d = _number_date(float(text))
+        elif re.fullmatch(r"\d{4}\s*年", text):
+            raise _year_only(value)
+        else:
+            d = _text_date(text)
     return d.replace(day=1) if month_only else d
+
+
+def _number_date(value: int | float) -> date:
+    """A number in a date cell: 20230305, 202303, a year (rejected) or an Excel serial (its fraction, a
+    time of day, dropped)."""
+    if not 1 <= value <= EXCEL_LAST_SERIAL and not 190001 <= value <= 29991231:  # inf and nan too
+        raise CellError("bad_date", f"expected a date, got {value!r}")
+    whole = int(value) if value == int(value) else None
+    if whole in YEARS:
+        raise _year_only(value)
+    digits = str(whole)
+    try:
+        if len(digits) == 8:
+            return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+        if len(digits) == 6 and int(digits[:4]) in YEARS:
+            return date(int(digits[:4]), int(digits[4:]), 1)
+    except ValueError:
+        raise CellError("bad_date", f"not a calendar date: {value!r}") from None
+    if not 1 <= value < EXCEL_LAST_SERIAL + 1:
+        raise CellError("bad_date", f"expected a date, got {value!r}")
+    return EXCEL_EPOCH + timedelta(days=int(value))
+
+
+def _text_date(text: str) -> date:
+    m = _DATE_RE.fullmatch(text) or _DATE_RE.match(text)
+    if not m:
+        raise CellError("bad_date", f"expected a date like 2023-03-05 or 2023年3月5日, got {text!r}")
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
+    except ValueError:
+        raise CellError("bad_date", f"not a calendar date: {text!r}") from None
+
+
+def _year_only(value: object) -> CellError:
+    shown = int(value) if isinstance(value, float) else value
+    return CellError("year_only", f"{shown!r} is a year alone: give the month (2019年3月 or 2019-03) "
+                                  "or the full date")
 
 
 def to_timestamp(value: object) -> datetime | None:
@@ -128,7 +183,7 @@ def to_timestamp(value: object) -> datetime | None:
             pass
         else:
             return ts if ts.tzinfo else ts.replace(tzinfo=TZ)
-    value = nfkc(value)
+    value = cell(value)
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -166,6 +221,8 @@ def to_bool(value: object) -> bool | None:
         return True
     if text in {"无", "否", "没有", "no", "n", "false", "0", "×"}:
         return False
+    if is_placeholder(text):
+        return None
     raise CellError("bad_boolean", f"expected 有/无, got {value!r}")
 
 
@@ -179,4 +236,6 @@ def to_enum(value: object, mapping: dict[str, str]) -> str | None:
         return mapping[text]
     if text.casefold() in {v.casefold() for v in mapping.values()}:
         return text.casefold()
+    if is_placeholder(text):
+        return None
     raise CellError("bad_enum", f"{value!r} is not one of {', '.join(mapping)}")

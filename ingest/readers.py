@@ -27,8 +27,15 @@ from ingest import normalize as n
 from ingest.feeds import FeedSpec, Rejection, safe_record
 
 RowOrRejection = tuple[int, list[Any]] | Rejection  # values in FeedSpec.columns order
-HEADER_SCAN_ROWS = 15
-TOTAL_ROW_LABELS = ("合计", "总计", "小计", "total")
+HEADER_SCAN_ROWS = 15  # a CSV's header is searched in its first lines (ingest.workbook searches deeper)
+# A total or subtotal row, in any of its cells (after NFKC, without spaces and a trailing colon): one of
+# these words, after at most a few characters (全街道合计, 东风社区小计, 本页合计) and before a unit or a
+# bracket (合计金额, 小计(户)); or total / subtotal / grand total / sum.
+TOTAL_ROW_LABELS = ("合计", "总计", "共计", "小计", "total", "subtotal", "grandtotal", "sum")
+_TOTAL_ROW_RE = re.compile(
+    r".{0,8}?(?:" + "|".join(w for w in TOTAL_ROW_LABELS if not w.isascii()) + r")(?:金额|数|户数|数量)?(?:\(.{0,10}\))?"
+    + "|" + "|".join(w for w in TOTAL_ROW_LABELS if w.isascii()))
+TOTAL_CELL_LENGTH = 16  # a longer text is data (a name, an address), not a total label
 
 
 class UnreadableFile(Exception):
@@ -79,8 +86,22 @@ class Rows:
     def batches(self) -> Iterator[RowOrRejection | Batch]:
         if self.spec.extension == "csv":
             return read_csv(self.spec, self.path, self.encoding, self.unchecked_utf8)
-        reader = {"xlsx": read_xlsx, "jsonl": read_jsonl}[self.spec.extension]
-        return reader(self.spec, self.path)
+        if self.spec.extension == "xlsx":
+            from ingest.workbook import WorkbookRows  # the workbook reader builds on this module's helpers
+
+            self.workbook = WorkbookRows(self.spec, self.path)
+            return iter(self.workbook)
+        return read_jsonl(self.spec, self.path)
+
+    workbook = None  # the WorkbookRows of an .xlsx file being read: its sheets and skipped rows
+
+    def relabel(self, rejections: list[Rejection]) -> list[Rejection]:
+        """The rejections of this file's rows (the encoder's too), naming the sheet of each in a workbook."""
+        return rejections if self.workbook is None else self.workbook.relabel(rejections)
+
+    def notes(self) -> list[str]:
+        """What the reader skipped without it being a rejected row (sheets without the header, total rows)."""
+        return [] if self.workbook is None else self.workbook.notes()
 
     def __iter__(self) -> Iterator[RowOrRejection]:
         for item in self.batches():
@@ -98,14 +119,15 @@ def read(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8
 
 
 def _is_total_row(values: list[Any]) -> bool:
+    """A 合计 / 小计 / 总计 row: some short text cell of it is a total label (see TOTAL_ROW_LABELS). Cheap
+    on data rows: only text cells of at most TOTAL_CELL_LENGTH characters, ASCII or holding 计, go
+    through NFKC and the pattern."""
     for v in values:
-        if v is not None and v != "":
-            break
-    else:
-        return False
-    if v.__class__ is not str or len(v) > 12:
-        return False
-    return re.sub(r"\s+", "", str(n.nfkc(v) or "")).casefold() in TOTAL_ROW_LABELS
+        if v.__class__ is str and len(v) <= TOTAL_CELL_LENGTH and ("计" in v or v.isascii()):
+            text = re.sub(r"[\s:_-]+", "", str(n.nfkc(v) or "")).casefold()
+            if text and _TOTAL_ROW_RE.fullmatch(text):
+                return True
+    return False
 
 
 def _is_blank(values: list[Any]) -> bool:
@@ -134,10 +156,11 @@ def _stacked(upper: list[Any], lower: list[Any]) -> list[Any]:
     return out
 
 
-def _map_header(spec: FeedSpec, rows: Iterator[tuple[int, list[Any]]], path: Path
-                ) -> tuple[dict[int, Any], Iterator[tuple[int, list[Any]]]]:
-    """Find the header below any title rows: the first row naming at least half the columns, taken
-    together with the row below it when that row completes it (a two-row header with merged cells)."""
+def _map_header(spec: FeedSpec, rows: Iterator[tuple[int, list[Any]]], path: Path,
+                scan_rows: int = HEADER_SCAN_ROWS) -> tuple[dict[int, Any], Iterator[tuple[int, list[Any]]]]:
+    """Find the header below any title rows, within the first `scan_rows` rows: the first row naming at
+    least half the columns, taken together with the row below it when that row completes it (a two-row
+    header with merged cells)."""
     needed = max(3, len(spec.columns) // 2)
     previous: list[Any] | None = None
     for row_number, values in rows:
@@ -154,11 +177,11 @@ def _map_header(spec: FeedSpec, rows: Iterator[tuple[int, list[Any]]], path: Pat
             if len(below) > len(mapping):
                 return below, rows  # the next row finished a two-row header
             return mapping, itertools.chain([nxt], rows)
-        if row_number >= HEADER_SCAN_ROWS:
+        if row_number >= scan_rows:
             break
         previous = values
     raise UnreadableFile("no_header", f"{path.name}: no header row naming the {spec.source} columns "
-                         f"in the first {HEADER_SCAN_ROWS} rows")
+                         f"in the first {scan_rows} rows")
 
 
 def _records(spec: FeedSpec, path: Path, rows: Iterator[tuple[int, list[Any]]]) -> Iterator[RowOrRejection]:
@@ -175,48 +198,33 @@ def _column_order(spec: FeedSpec, mapping: dict[int, Any], path: Path) -> list[i
     return [position.get(col.name) for col in spec.columns]
 
 
-def _data_rows(order: list[int | None], rows: Iterator[tuple[int, list[Any]]]) -> Iterator[RowOrRejection]:
+def _data_rows(order: list[int | None], rows: Iterator[tuple[int, list[Any]]],
+               totals: list[int] | None = None) -> Iterator[RowOrRejection]:
+    """The rows' values in spec order. A total row (in any column) and a row blank in the spec's columns
+    (a separator, a template row holding only its 序号) are not data: they are skipped, total rows'
+    numbers appended to `totals` when given. A row whose first cell is long text is data: no checks."""
     width = len(order)
     identity = order == list(range(width))
     for row_number, values in rows:
-        first = values[0] if values else None
-        if first.__class__ is not str or len(first) <= 12:  # a long first cell is data: skip the checks
-            if _is_blank(values):
-                continue  # blank rows separate sections; they carry no data
-            if _is_total_row(values):
-                continue  # the 合计 row restates the data above it
         have = len(values)
         if identity and have >= width:
-            yield row_number, values if have == width else values[:width]
+            out = values if have == width else values[:width]
         else:
-            yield row_number, [values[i] if i is not None and i < have else None for i in order]
+            out = [values[i] if i is not None and i < have else None for i in order]
+        first = values[0] if values else None
+        if first.__class__ is not str or len(first) <= 12:  # a long first cell is data: skip the checks
+            if _is_blank(out):
+                continue  # blank rows separate sections; they carry no data
+            if _is_total_row(values):
+                if totals is not None:
+                    totals.append(row_number)
+                continue  # the 合计 row restates the data above it
+        yield row_number, out
 
 
 def read_xlsx(spec: FeedSpec, path: Path) -> Iterator[RowOrRejection]:
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except Exception as err:  # openpyxl raises many kinds for a damaged workbook
-        raise UnreadableFile("unreadable_workbook", f"{path.name}: not a readable .xlsx workbook "
-                             f"({type(err).__name__})") from None
-    try:
-        ws = wb["小区台账"] if "小区台账" in wb.sheetnames else wb.worksheets[0]
-        rows = ((i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), start=1))
-        yield from _records(spec, path, _guarded(rows, path))
-    finally:
-        wb.close()
-
-
-def _guarded(rows: Iterator[tuple[int, list[Any]]], path: Path) -> Iterator[tuple[int, list[Any]]]:
-    """A workbook that opens but breaks while its sheet is read (truncated XML) is unreadable too."""
-    try:
-        yield from rows
-    except UnreadableFile:
-        raise
-    except Exception as err:
-        raise UnreadableFile("unreadable_workbook", f"{path.name}: the sheet cannot be read "
-                             f"({type(err).__name__})") from None
+    """A street office's workbook: see ingest.workbook."""
+    return iter(read(spec, path))
 
 
 @dataclass(frozen=True)
