@@ -1,0 +1,127 @@
+"""A street office's real-shaped workbook laid over a generated night, loaded into a real PostgreSQL:
+an instructions sheet first, one sheet per community, the community column merged down each block,
+a 小计 row after each block and a 全街道合计 row at the end, placeholders, dates as 20210504 and
+2021.5.4, every sheet declaring the dimension A1 (Tencent Docs / WPS), and three bad rows (an Excel
+error, a formula without a saved value, a year for a date). Every genuine row loads, with the values of
+the generator's registry; the three are rejected naming sheet, row and column.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections import Counter
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from openpyxl import Workbook
+from psycopg.rows import dict_row
+
+from ingest import loader
+from ingest.scenario import STREET_HEADERS, Scenario, street_row_values
+
+DAY = date(2023, 11, 6)
+
+
+def q(wh, sql: str, params=()) -> list[dict]:
+    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _street_with_communities(registry: list[dict]) -> str:
+    by_street: dict[str, set[str]] = {}
+    for r in registry:
+        by_street.setdefault(r["street_code"], set()).add(r["community_code"])
+    return min(s for s, communities in by_street.items() if len(communities) >= 3)
+
+
+def _office_workbook(rows: list[dict], path: Path) -> dict[str, tuple[str, int]]:
+    """Write the street's registry the way an office does; returns the bad rows: code -> (sheet, row)."""
+    wb = Workbook()
+    guide = wb.active
+    guide.title = "填报说明"
+    guide.append(["填报说明：每个社区一个工作表，小区编码填15位，日期写年月日。"])
+    communities = sorted({r["community_code"] for r in rows})
+    bad: dict[str, tuple[str, int]] = {}
+    for k, community in enumerate(communities):
+        ws = wb.create_sheet(f"社区{community[-3:]}")
+        ws.append([f"社区{community[-3:]}小区台账"])
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(STREET_HEADERS))
+        ws.append(STREET_HEADERS)
+        block = [r for r in rows if r["community_code"] == community]
+        first = ws.max_row + 1
+        for i, r in enumerate(block):
+            v = street_row_values(r)
+            if i:
+                v[2] = None  # merged below
+            v[7] = v[7] or ["-", "无", "/"][i % 3]  # no property company
+            since = r["party_org_since"]
+            if since:
+                v[10] = int(since.strftime("%Y%m%d")) if i % 2 else f"{since.year}.{since.month}.{since.day}"
+            ws.append(v)
+        if k == 0:  # three rows that cannot be loaded, inside the merged block
+            for suffix, column, value in (("999", 3, "#REF!"), ("998", 3, "=SUM(D3:D5)"), ("997", 10, 2019)):
+                v = street_row_values(block[0])
+                v[0], v[1], v[2] = community + suffix, f"新增小区{suffix}", None
+                v[column] = value
+                ws.append(v)
+                bad[community + suffix] = (ws.title, ws.max_row)
+        ws.merge_cells(start_row=first, start_column=3, end_row=ws.max_row, end_column=3)
+        ws.append([None, "小计", None, sum(r["households"] for r in block)])
+    ws.append(["全街道合计", None, None, sum(r["households"] for r in rows)])
+    wb.save(path)
+    with zipfile.ZipFile(path) as src:
+        parts = [(info.filename, src.read(info.filename)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, data in parts:
+            if name.startswith("xl/worksheets/sheet"):
+                data = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1"', data)
+            dst.writestr(name, data)
+    return bad
+
+
+def test_an_office_workbook_over_a_generated_night_loads_every_genuine_row(fresh_warehouse, tmp_path):
+    wh = fresh_warehouse
+    scenario = Scenario()
+    registry = scenario.registry_rows(DAY)
+    scenario.write_night(DAY, tmp_path, feeds=("streets",))
+    street = _street_with_communities(registry)
+    expected = {r["compound_code"]: r for r in registry if r["street_code"] == street}
+    path = tmp_path / "streets" / DAY.isoformat() / f"{street}.xlsx"
+    bad = _office_workbook(list(expected.values()), path)
+
+    results = {r.path: r for r in loader.load_night(wh, tmp_path, "streets", DAY)}
+    r = results[path]
+    assert (r.status, r.rows_read, r.rows_loaded, r.rows_rejected) == (
+        "loaded", len(expected) + 3, len(expected), 3)
+    assert all(x.status == "loaded" for x in results.values())
+    assert sum(x.rows_loaded for x in results.values()) == len(registry)
+
+    loaded = q(wh, "select * from raw.streets_compounds where _load_id = %s", (r.load_id,))
+    assert len({x["_row_number"] for x in loaded}) == len(loaded)  # unique across the sheets
+    got = {x["compound_code"]: x for x in loaded}
+    assert got.keys() == expected.keys()
+    for code, e in expected.items():
+        g = got[code]
+        assert g["community_code"] == e["community_code"]  # the merged cell, on every row of its block
+        assert g["property_company"] == (e["property_company"] or None)
+        assert g["party_org_since"] == e["party_org_since"]
+        assert g["households"] == e["households"]
+        assert Decimal(str(g["building_area_m2"])) == Decimal(str(e["building_area_m2"]))
+        assert g["property_mode"] == e["property_mode"]
+
+    rejected = q(wh, "select * from audit.rejected_rows where load_id = %s order by row_number", (r.load_id,))
+    assert Counter(x["reason_code"] for x in rejected) == {"formula_error": 1, "formula_no_value": 1, "year_only": 1}
+    columns = {"formula_error": "households", "formula_no_value": "households", "year_only": "party_org_since"}
+    for x in rejected:
+        code = x["raw_record"]["compound_code"]
+        sheet, sheet_row = bad[code]
+        position = ["填报说明", *sorted(f"社区{c[-3:]}" for c in {e["community_code"] for e in expected.values()})
+                    ].index(sheet) + 1
+        assert x["row_number"] == (position - 1) * 10_000_000 + sheet_row
+        assert x["column_name"] == columns[x["reason_code"]]
+        assert x["message"].startswith(f"{path.name}, row {x['row_number']} (sheet {sheet}, row {sheet_row}), "
+                                       f"column {x['column_name']}: ")
+        assert (x["raw_record"]["_sheet"], x["raw_record"]["_sheet_row"]) == (sheet, sheet_row)
