@@ -395,7 +395,7 @@ class RowEncoder:
                ) -> Rejection:
         where = f"{self.file_name}, row {row_number}" + (f", column {column}" if column else "")
         record = dict(zip(self._names, values, strict=True))
-        return Rejection(row_number, column, reason_code, pii.scrub_free_text(f"{where}: {detail}"),
+        return Rejection(row_number, column, reason_code, storable_text(pii.scrub_free_text(f"{where}: {detail}")),
                          safe_record(record, self.spec.pii_columns))
 
     def normalise(self, row_number: int, record: dict[str, Any]) -> tuple[dict | None, Rejection | None]:
@@ -460,7 +460,7 @@ def _text_plain(values: Sequence[bytes]) -> Sequence[bytes] | None:
         return None
     # no control characters, so only spaces could need stripping
     stripped = list(map(bytes.strip, values)) if b" " in joined else values
-    if b"" in stripped:
+    if b"" in stripped or _placeholder_in(stripped, n.ASCII_PLACEHOLDER_BYTES):
         return None
     return stripped
 
@@ -511,9 +511,15 @@ def _text_batch(values: tuple[str, ...]) -> list[str] | None:
     if not all(map(str.isascii, values)):
         return None
     stripped = list(map(str.strip, values))
-    if "" in stripped or _COPY_SPECIAL.search("".join(stripped)):
+    if "" in stripped or _COPY_SPECIAL.search("".join(stripped)) or _placeholder_in(stripped, n.ASCII_PLACEHOLDERS):
         return None
     return stripped
+
+
+def _placeholder_in(values: Sequence, placeholders: frozenset) -> bool:
+    """Whether some value is a placeholder (-, /, N/A): `to_text` makes it empty, so the row path decides.
+    Two C-level passes over the column, the second only when some value is that short."""
+    return min(map(len, values)) <= n.PLACEHOLDER_LENGTH and not placeholders.isdisjoint(values)
 
 
 def _timestamp_batch(values: tuple[str, ...]) -> list[str] | None:
@@ -560,17 +566,39 @@ def _pii_values(name: str, kind: str, value: str | None) -> dict[str, Any]:
 
 
 def safe_record(record: dict[str, Any], pii_columns: dict[str, str]) -> dict[str, Any]:
-    """The record as kept in audit.rejected_rows: JSON-safe, personal data hashed or scrubbed."""
+    """The record as kept in audit.rejected_rows: JSON-safe, personal data hashed or scrubbed, and text
+    PostgreSQL can store (`storable_text`: a rejected row may be rejected for holding a NUL)."""
     out = {}
     for k, v in record.items():
         kind = pii_columns.get(k)
         if v is None:
             out[k] = None
         elif kind in ("name", "phone", "card", "id_number"):
-            out[k] = "hmac:" + pii.keyed_hash(str(v), kind)[:16]
+            out[k] = "hmac:" + pii.keyed_hash(storable_text(str(v)), kind)[:16]
         else:
-            out[k] = pii.scrub_free_text(str(v))
+            out[k] = storable_text(pii.scrub_free_text(str(v)))
     return out
+
+
+def storable_text(text: str) -> str:
+    """`text` as PostgreSQL text and jsonb can hold it: a NUL becomes the four characters \\x00, a byte that
+    did not decode (a surrogate escape) \\xNN, half of a surrogate pair \\udNNN."""
+    if text.isascii():
+        return text.replace("\x00", "\\x00") if "\x00" in text else text
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(_escaped_surrogate, text)
+    return text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escaped_surrogate(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def _code(pattern: str, what: str) -> Callable[[Any], str | None]:
@@ -696,7 +724,7 @@ ASSISTANCE = FeedSpec(
         Column("people_served", ("服务人次",), _non_negative(n.to_int), repetitive=True),
         Column("satisfaction", ("满意度",), _satisfaction, repetitive=True),
         Column("requester_name", ("姓名",), _text),
-        Column("requester_phone", ("电话",), _text),
+        Column("requester_phone", ("电话", "phone"), _text),  # GeoReport's requester phone
         Column("requester_id_number", ("身份证号",), _text),
         Column("status_notes", ("备注",), _text),
     ),

@@ -14,7 +14,6 @@ import csv
 import hashlib
 import io
 import itertools
-import json
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -106,7 +105,11 @@ class Rows:
     def __iter__(self) -> Iterator[RowOrRejection]:
         for item in self.batches():
             if item.__class__ is Batch:
-                yield from item.rows()
+                try:
+                    rows = list(item.rows())
+                except UnicodeDecodeError as err:  # an unchecked read's batch is decoded here, not by the reader
+                    raise NotUtf8(f"{self.path.name}: {err.reason}") from None
+                yield from rows
             else:
                 yield item
 
@@ -234,11 +237,81 @@ class FileScan:
 
     sha256: str
     size: int
-    encoding: str  # utf-8-sig (a BOM), utf-8 (the whole file decodes), else gb18030
+    # utf-8-sig (a BOM); utf-8 (the whole file decodes, or most of its lines do: `EncodingVote`);
+    # gb18030 (most of its non-ASCII lines are not UTF-8); UNDECODABLE (neither, or NUL bytes throughout)
+    encoding: str
 
 
 SCAN_CHUNK = 1 << 20
 THREADED_SCAN_BYTES = 4 << 20  # from this size on, hash in a second thread while this one checks UTF-8
+UNDECODABLE = "undecodable"
+VOTE_LINES = 20_000  # non-ASCII lines the encoding vote looks at: the first ones decide (bounded work)
+
+
+class EncodingVote:
+    """Which encoding a CSV that is not entirely UTF-8 is in, by its lines: of the lines that are not plain
+    ASCII (at most the first VOTE_LINES of them), how many are UTF-8 and how many are not. A UTF-8 file
+    with one stray byte (a GB18030 word pasted into one row) has one line against thousands: it stays UTF-8
+    and that row is rejected. A GB18030 file has (nearly) none of its non-ASCII lines valid UTF-8: the
+    header, every row with a Chinese word. NUL bytes on most lines are UTF-16 or a binary file.
+
+    Chunks are fed in file order; only chunks that fail to decode as a whole are looked at line by line."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.lines = self.utf8 = self.other = self.gb18030 = self.nul = 0
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        data = self.carry + chunk
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < 4 * SCAN_CHUNK:  # no line end yet: wait for it (bounded)
+            self.carry = data
+            return
+        data, self.carry = (data[:cut], data[cut:]) if cut else (data, b"")
+        if self.utf8 + self.other + self.nul >= VOTE_LINES:
+            return  # the first lines decided
+        self.lines += data.count(b"\n") + (final and not data.endswith(b"\n") and bool(data))
+        if data.isascii() and b"\x00" not in data:
+            return
+        lines = data.split(b"\n")
+        if b"\x00" not in data:
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                self.utf8 += list(map(bytes.isascii, lines)).count(False)
+                return
+        for line in lines:
+            self._vote(line)
+
+    def _vote(self, line: bytes) -> None:
+        if b"\x00" in line:
+            self.nul += 1
+        elif line.isascii():
+            return
+        else:
+            try:
+                line.decode()
+            except UnicodeDecodeError:
+                self.other += 1
+                try:
+                    line.decode("gb18030")
+                    self.gb18030 += 1
+                except UnicodeDecodeError:
+                    pass
+            else:
+                self.utf8 += 1
+
+    def encoding(self) -> str:
+        """The file's encoding, given that it is not entirely valid UTF-8 (or holds NUL bytes)."""
+        if self.nul * 2 > max(self.lines, 1):
+            return UNDECODABLE
+        if self.other <= self.utf8:
+            return "utf-8"  # mostly UTF-8 (or only NUL lines wrong): the odd lines are rejected row by row
+        if self.gb18030 * 2 >= self.other:
+            return "gb18030"
+        return UNDECODABLE
 
 
 def scan(path: Path) -> FileScan:
@@ -247,7 +320,8 @@ def scan(path: Path) -> FileScan:
     what the slower of the two costs, not their sum: the server has nothing to do until it ends."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8, size = True, 0
+    vote = EncodingVote()
+    utf8, size, nul = True, 0, False
     with path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as pool:
         bom = f.read(3) == codecs.BOM_UTF8
         f.seek(0)
@@ -261,19 +335,26 @@ def scan(path: Path) -> FileScan:
                 hashing = pool.submit(digest.update, chunk)
             else:
                 digest.update(chunk)
-            if utf8 and not bom:
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    utf8 = False
+            if not bom:
+                nul = nul or b"\x00" in chunk
+                vote.feed(chunk)
+                if utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8 = False
         if hashing is not None:
             hashing.result()
-    if utf8 and not bom:
+    if bom:
+        return FileScan(digest.hexdigest(), size, "utf-8-sig")
+    vote.feed(b"", final=True)
+    if utf8:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    return FileScan(digest.hexdigest(), size, "utf-8-sig" if bom else "utf-8" if utf8 else "gb18030")
+    encoding = "utf-8" if utf8 and not nul else vote.encoding()
+    return FileScan(digest.hexdigest(), size, encoding)
 
 
 def content_sha256(path: Path) -> str:
@@ -285,33 +366,105 @@ def content_sha256(path: Path) -> str:
 
 def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8: bool = False
              ) -> Iterator[RowOrRejection | Batch]:
+    """A canteen's CSV. `unchecked_utf8`: read as UTF-8 at full speed, NotUtf8 at the first byte that is
+    not. Otherwise (`encoding` from `scan`, or scanned here) every line that does not decode in the file's
+    encoding is one row rejected as bad_encoding, naming its byte offset, and the rest of the file loads."""
     try:
         f = path.open("rb")
     except OSError as err:
         raise UnreadableFile("unreadable_file", f"{path.name}: {err}") from None
     with f:
+        _check_not_utf16(path, f.read(4))
+        f.seek(0)
         if unchecked_utf8:
             encoding = "utf-8-sig" if f.read(3) == codecs.BOM_UTF8 else "utf-8"
             f.seek(0)
         else:
             encoding = encoding or scan(path).encoding
+        if encoding == UNDECODABLE:
+            raise UnreadableFile("bad_encoding", f"{path.name}: neither UTF-8 nor GB18030 (most lines are "
+                                 "neither, or hold NUL bytes: UTF-16 or a binary file); save it as CSV UTF-8")
+        undecoded = None if unchecked_utf8 else Undecoded()
         try:
             if encoding == "gb18030":
-                yield from _records(spec, path, enumerate(csv.reader(_text(f, encoding)), start=1))
-            else:  # the whole file is valid UTF-8 (checked by `scan`, or by the server and NotUtf8 if unchecked)
+                rows = _rows(f, "gb18030", 1, undecoded)
+                items = _records(spec, path, rows)
+            else:  # UTF-8: checked by the server and NotUtf8 if unchecked, line by line (`undecoded`) if not
                 if encoding == "utf-8-sig":
                     f.seek(len(codecs.BOM_UTF8))
-                yield from _csv_utf8(spec, path, f)
+                items = _csv_utf8(spec, path, f, undecoded)
+            yield from items if undecoded is None else undecoded.reject(spec, path, encoding, items)
         except UnicodeDecodeError as err:
             if unchecked_utf8:
                 raise NotUtf8(f"{path.name}: {err.reason}") from None
-            raise UnreadableFile("bad_encoding", f"{path.name}: neither UTF-8 nor GB18030 ({err.reason})") from None
+            raise  # pragma: no cover - a checked read decodes line by line: a fault of ours
         except csv.Error as err:
             raise UnreadableFile("bad_csv", f"{path.name}: {err}") from None
 
 
+def _check_not_utf16(path: Path, start: bytes) -> None:
+    """Excel's 'Unicode text' export is UTF-16 (with a BOM): no CSV of ours, quarantined at once."""
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnreadableFile("bad_encoding", f"{path.name}: a UTF-16 file (Excel 'Unicode text'); "
+                             "save it as CSV UTF-8")
+
+
 CHUNK_BYTES = 1 << 17  # a few hundred to a thousand rows: each batch's objects stay in the CPU caches
 KNOWN_TAILS = 50_000  # distinct line tails remembered per file (bounded memory whatever the file)
+
+
+class Undecoded:
+    """A checked read's lines that do not decode (their bad bytes become surrogate escapes, so the csv
+    module still splits them): `pending` gets (file offset, byte) of a line's first bad byte just before
+    the csv module reads that line, `mark` assigns it to the row being read then, `reject` turns that
+    row into a bad_encoding rejection wherever it comes out of the reader."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, int]] = []
+        self.rows: dict[int, tuple[int, int]] = {}
+
+    def mark(self, rows: Iterator[tuple[int, list[Any]]]) -> Iterator[tuple[int, list[Any]]]:
+        pending, marked = self.pending, self.rows
+        for item in rows:
+            if pending:
+                marked[item[0]] = pending[0]
+                pending.clear()
+            yield item
+
+    def reject(self, spec: FeedSpec, path: Path, encoding: str, items: Iterator[RowOrRejection | Batch]
+               ) -> Iterator[RowOrRejection | Batch]:
+        marked = self.rows
+        for item in items:
+            if marked and item.__class__ is tuple:
+                where = marked.pop(item[0], None)
+                if where is not None:
+                    yield _bad_encoding(spec, path, encoding, item, where)
+                    continue
+                if len(marked) > 1000:  # rows skipped by the reader (a 合计 row): forget them
+                    for stale in [r for r in marked if r < item[0]]:
+                        del marked[stale]
+            yield item
+
+
+def _bad_encoding(spec: FeedSpec, path: Path, encoding: str, item: tuple[int, list[Any]], where: tuple[int, int]
+                  ) -> Rejection:
+    row, values = item
+    column = next((c.name for c, v in zip(spec.columns, values, strict=True)
+                   if v.__class__ is str and not _encodable(v)), None)
+    label = "GB18030" if encoding == "gb18030" else "UTF-8"
+    at = f"{path.name}, row {row}" + (f", column {column}" if column else "")
+    offset, byte = where
+    return Rejection(row, column, "bad_encoding",
+                     f"{at}: not {label} from byte {offset} of the file (0x{byte:02x})",
+                     safe_record(dict(zip((c.name for c in spec.columns), values, strict=True)), spec.pii_columns))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(f: io.BufferedReader, encoding: str) -> io.TextIOWrapper:
@@ -319,19 +472,74 @@ def _text(f: io.BufferedReader, encoding: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(f, encoding=encoding, newline="")
 
 
-def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowOrRejection | Batch]:
+def _decoded_lines(f: io.BufferedReader, encoding: str, pending: list[tuple[int, int]]) -> Iterator[str]:
+    """`_text` for a checked read: the rest of `f` as text lines split as the csv module wants them (at CR,
+    LF and CRLF, ends kept). Chunks that decode as a whole are split in C; in any other, a line that does
+    not decode is given with its bad bytes as surrogate escapes, after noting where it broke (`pending`)."""
+    offset = f.tell()
+    while chunk := f.read(CHUNK_BYTES):
+        if chunk[-1:] != b"\n":
+            chunk += f.readline()  # whole lines: neither CRLF nor a character is split between two chunks
+        try:
+            text = chunk.decode(encoding)
+        except UnicodeDecodeError:
+            yield from _undecoded_lines(chunk, offset, encoding, pending)
+        else:
+            yield from io.StringIO(text, newline="")
+        offset += len(chunk)
+
+
+def _undecoded_lines(chunk: bytes, offset: int, encoding: str, pending: list[tuple[int, int]]) -> Iterator[str]:
+    for line in chunk.splitlines(keepends=True):  # bytes split at CR, LF, CRLF only, as io does with newline=""
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError as err:
+            pending.append((offset + err.start, line[err.start]))
+            text = line.decode(encoding, "surrogateescape")
+        offset += len(line)
+        yield text
+
+
+def _rows(f: io.BufferedReader, encoding: str, first_row: int, undecoded: Undecoded | None
+          ) -> Iterator[tuple[int, list[Any]]]:
+    """The rest of `f` through the csv module, numbered from `first_row`."""
+    if undecoded is None:
+        return enumerate(csv.reader(_text(f, encoding)), start=first_row)
+    return undecoded.mark(enumerate(csv.reader(_decoded_lines(f, encoding, undecoded.pending)), start=first_row))
+
+
+def _chunk_rows(chunk: bytes, offset: int, first_row: int, undecoded: Undecoded | None) -> list[tuple[int, list]]:
+    """One chunk of whole UTF-8 lines through the csv module (a chunk the plain path did not take)."""
+    if undecoded is not None:
+        try:
+            chunk.decode()
+        except UnicodeDecodeError:
+            lines = _undecoded_lines(chunk, offset, "utf-8", undecoded.pending)
+            return list(undecoded.mark(enumerate(csv.reader(lines), start=first_row)))
+    return list(enumerate(csv.reader(io.StringIO(chunk.decode(), newline="")), start=first_row))
+
+
+def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undecoded | None = None
+              ) -> Iterator[RowOrRejection | Batch]:
     """A UTF-8 CSV: the header (and any rows among the first lines) through the csv module, then the
     file in chunks of whole lines. A chunk of plain lines becomes one Batch; any other chunk (blank or
     short lines, a 合计 row, a bare CR) goes through the csv module row by row, and from the first quote
-    character on, the rest of the file does (a quoted field may hold line breaks)."""
+    character on, the rest of the file does (a quoted field may hold line breaks).
+
+    With `undecoded` (a checked read), a chunk that does not decode as UTF-8 goes through the csv module
+    too, line by line: the plain path only ever sees valid UTF-8, the same as an unchecked read's."""
     start = f.tell()
     head: list[bytes] = []
     while len(head) <= HEADER_SCAN_ROWS and (line := f.readline()):
         head.append(line)
     joined = b"".join(head)
-    if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n"):
+    if head and b"\x00" in head[0]:
+        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes in the first line: UTF-16 or a binary "
+                             "file, not a CSV text file; save it as CSV UTF-8")
+    if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n") or (
+            undecoded is not None and not _encodable_bytes(joined)):
         f.seek(start)  # the header area itself needs the csv module
-        yield from _records(spec, path, enumerate(csv.reader(_text(f, "utf-8")), start=1))
+        yield from _records(spec, path, _rows(f, "utf-8", 1, undecoded))
         return
     head_rows = list(enumerate(csv.reader(io.StringIO(joined.decode(), newline="")), start=1))
     mapping, rest = _map_header(spec, iter(head_rows), path)
@@ -339,7 +547,7 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowO
     yield from _data_rows(order, rest)
     row = len(head_rows) + 1
     if None in order:  # a spec column missing from the file: the row path fills it with None
-        yield from _data_rows(order, enumerate(csv.reader(_text(f, "utf-8")), start=row))
+        yield from _data_rows(order, _rows(f, "utf-8", row, undecoded))
         return
     tail_start, known_tails = spec.tail_start, set()
     while True:
@@ -351,16 +559,29 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader) -> Iterator[RowO
             chunk += f.readline()
         if b'"' in chunk:
             f.seek(offset)
-            yield from _data_rows(order, enumerate(csv.reader(_text(f, "utf-8")), start=row))
+            yield from _data_rows(order, _rows(f, "utf-8", row, undecoded))
             return
-        batch = _plain_batch(chunk, order, row, tail_start, known_tails)
+        batch = None
+        if undecoded is None or _encodable_bytes(chunk):
+            batch = _plain_batch(chunk, order, row, tail_start, known_tails)
         if batch is not None:
             row += len(batch)
             yield batch
         else:
-            rows = list(enumerate(csv.reader(io.StringIO(chunk.decode(), newline="")), start=row))
+            rows = _chunk_rows(chunk, offset, row, undecoded)
             row += len(rows)
             yield from _data_rows(order, iter(rows))
+
+
+def _encodable_bytes(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 (a C-level check: only checked reads pay for it)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _plain_batch(chunk: bytes, order: list[int], first_row: int, tail_start: int | None = None,
@@ -425,31 +646,8 @@ def _tail_batch(lines: list[bytes], width: int, tail_start: int, first_row: int,
     return Batch(first_row, columns, tail)
 
 
-_PII_JSON_RE = re.compile(r'("requester_(?:name|phone|id_number)"\s*:\s*)"[^"]*"?')
-
-
 def read_jsonl(spec: FeedSpec, path: Path) -> Iterator[RowOrRejection]:
-    names = [c.name for c in spec.columns]
-    with path.open("rb") as f:
-        for row_number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if row_number == 1 else "utf-8").strip()
-            except UnicodeDecodeError:
-                yield Rejection(row_number, None, "bad_encoding", f"{path.name}, row {row_number}: not UTF-8",
-                                {"line": "<not UTF-8>"})
-                continue
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as err:
-                shown = _PII_JSON_RE.sub(r'\1"<redacted>"', line)[:500]
-                yield Rejection(row_number, None, "malformed_json",
-                                f"{path.name}, row {row_number}: not a complete JSON object ({err})",
-                                safe_record({"line": shown}, {}))
-                continue
-            yield row_number, [obj.get(name) for name in names]
+    """An assistance point's JSON Lines (or JSON array) file: see ingest.jsonlines."""
+    from ingest.jsonlines import read_jsonl as read_events  # it builds on this module's UnreadableFile
 
-
+    return read_events(spec, path)
