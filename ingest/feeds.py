@@ -460,7 +460,7 @@ def _text_plain(values: Sequence[bytes]) -> Sequence[bytes] | None:
         return None
     # no control characters, so only spaces could need stripping
     stripped = list(map(bytes.strip, values)) if b" " in joined else values
-    if b"" in stripped or _placeholder_in(stripped, n.ASCII_PLACEHOLDER_BYTES):
+    if b"" in stripped or (b"-" in joined or b"/" in joined) and _placeholder_in(stripped, n.ASCII_PLACEHOLDER_BYTES):
         return None
     return stripped
 
@@ -511,14 +511,16 @@ def _text_batch(values: tuple[str, ...]) -> list[str] | None:
     if not all(map(str.isascii, values)):
         return None
     stripped = list(map(str.strip, values))
-    if "" in stripped or _COPY_SPECIAL.search("".join(stripped)) or _placeholder_in(stripped, n.ASCII_PLACEHOLDERS):
+    joined = "".join(stripped)
+    if "" in stripped or _COPY_SPECIAL.search(joined) or ("-" in joined or "/" in joined) and _placeholder_in(
+            stripped, n.ASCII_PLACEHOLDERS):
         return None
     return stripped
 
 
 def _placeholder_in(values: Sequence, placeholders: frozenset) -> bool:
     """Whether some value is a placeholder (-, /, N/A): `to_text` makes it empty, so the row path decides.
-    Two C-level passes over the column, the second only when some value is that short."""
+    Callers look first for a - or / in the column's joined text (every ASCII placeholder has one)."""
     return min(map(len, values)) <= n.PLACEHOLDER_LENGTH and not placeholders.isdisjoint(values)
 
 

@@ -429,3 +429,21 @@ def test_not_a_zip_at_all_is_unreadable(tmp_path):
     with pytest.raises(readers.UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "unreadable_workbook"
+
+
+def test_the_encoders_fast_paths_leave_placeholders_to_the_row_path():
+    """A placeholder is no value (to_text gives None) on every path of the encoder: the column-wise checks
+    of plain ASCII text pass it to the row path, which rejects it in a required column."""
+    from ingest.feeds import CANTEENS
+
+    good = ["R2023110600000001", "CT140105001001", "2023-11-06 12:00:00", "午", "老年人", "", "70", "9.00", "3.00",
+            "微信"]
+    placeholder = ["-", *good[1:]]
+    enc = CANTEENS.encoder("CT140105001001", "CT140105001001.csv")
+    by_row = enc.encode(2, placeholder)
+    assert (by_row.column, by_row.reason_code) == ("record_id", "missing_value")
+    _, rejected, [batch] = CANTEENS.encoder("CT140105001001", "x.csv").encode_batch([1, 2], [good, placeholder])
+    assert rejected == [1] and (batch.column, batch.reason_code) == ("record_id", "missing_value")
+    columns = [[a.encode(), b.encode()] for a, b in zip(good, placeholder, strict=True)]
+    _, rejected, [plain] = CANTEENS.encoder("CT140105001001", "x.csv").encode_plain(1, columns)
+    assert rejected == [1] and (plain.column, plain.reason_code) == ("record_id", "missing_value")
