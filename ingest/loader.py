@@ -20,9 +20,11 @@ from pathlib import Path
 
 import psycopg
 
+from ingest import landing as zone
 from ingest import pii
 from ingest.config import ConnInfo, connect_as, pii_hash_key
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
+from ingest.holds import Held, evidence, hold_reason
 from ingest.readers import Batch, NotUtf8, UnreadableFile, content_sha256, scan
 from ingest.readers import read as read_file
 
@@ -47,15 +49,9 @@ class FileResult:
 
 
 def landed_files(landing: Path, source: str, day: date, reporter: str | None = None) -> list[Path]:
-    spec = SPECS[source]
-    folder = landing / source / day.isoformat()
-    if not folder.is_dir():
-        return []
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if reporter:
-        files = [p for p in files if p.stem == reporter]
-    # anything that is not the feed's format is still recorded, then quarantined
-    return [p for p in files if p.suffix.lower() == f".{spec.extension}" or not p.name.endswith("~")]
+    """The readable files of a landing folder, in name order (`ingest.landing.survey` says which are)."""
+    with zone.survey(landing, source, day, reporter) as found:
+        return found.files
 
 
 def connect(wh: ConnInfo) -> psycopg.Connection:
@@ -64,21 +60,65 @@ def connect(wh: ConnInfo) -> psycopg.Connection:
 
 
 def load_night(wh: ConnInfo, landing: Path, source: str, day: date, reporter: str | None = None) -> list[FileResult]:
-    with connect(wh) as conn:
-        results = [load_file(conn, source, day, path) for path in landed_files(landing, source, day, reporter)]
-    log.info("%s %s: %d files, %d rows loaded, %d rejected, %d quarantined", source, day, len(results),
+    """Every entry of the night's landing folder: its readable files loaded, anything else refused with
+    a ledger row saying why (ingest.landing)."""
+    with connect(wh) as conn, zone.survey(landing, source, day, reporter) as found:
+        results = [refuse(conn, source, day, refusal) for refusal in found.refused]
+        results += [load_file(conn, source, day, path, found.folder_fd) for path in found.files]
+    log.info("%s %s: %d files, %d rows loaded, %d rejected, %d quarantined, %d held", source, day, len(results),
              sum(r.rows_loaded for r in results), sum(r.rows_rejected for r in results),
-             sum(r.status == "quarantined" for r in results))
+             sum(r.status == "quarantined" for r in results), sum(r.status == "held" for r in results))
     return results
 
 
-def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> FileResult:
+def refuse(conn: psycopg.Connection, source: str, day: date, refusal: zone.Refusal) -> FileResult:
+    """The ledger row of a landed entry that is not read (a link, a folder, a name that is no reporter
+    code): quarantined with the reason, once however often the night runs; its content is never read."""
+    result = FileResult(Path(refusal.path), source, refusal.reporter, day, "quarantined", error=refusal.error)
+    with conn.transaction():
+        already = conn.execute(
+            """select load_id from audit.load_ledger where source = %s and service_date = %s and file_path = %s
+                 and status = 'quarantined' and content_sha256 is null and error = %s""",
+            (source, day, refusal.path, refusal.error)).fetchone()
+        if already:
+            result.load_id = already[0]
+            return result
+        log.warning("refused %s: %s", refusal.path, refusal.error)
+        result.load_id = conn.execute(
+            """insert into audit.load_ledger (source, reporter_code, service_date, file_path, file_bytes, status,
+                 error, finished_at)
+               values (%s, %s, %s, %s, %s, 'quarantined', %s, now()) returning load_id""",
+            (source, refusal.reporter, day, refusal.path, refusal.size, refusal.error)).fetchone()[0]
+    return result
+
+
+def load_file(conn: psycopg.Connection, source: str, day: date, path: Path, folder_fd: int | None = None,
+              hold_checks: bool = True) -> FileResult:
     """Load one file in its own transaction on `conn` (a connection from `connect`).
 
-    Unreadable files are quarantined; any other error rolls the file's transaction back (no partial
-    rows), is recorded as a `failed` ledger row and the night goes on with the next file.
+    The file is opened without following a link (relative to `folder_fd`, an open landing folder, when
+    given) and must be a regular file, else it is refused unread. Unreadable files are quarantined; a
+    file that fails a reporter-level check is held (ingest.holds; `hold_checks=False` is a release); any
+    other error rolls the file's transaction back (no partial rows), is recorded as a `failed` ledger
+    row and the night goes on with the next file.
     """
-    spec = SPECS[source]
+    bad_name = zone.utf8_problem(path.name)
+    if bad_name is not None:
+        return refuse(conn, source, day, zone.Refusal(zone.escaped(str(path)), zone.escaped(path.stem),
+                                                      bad_name.reason_code, str(bad_name)))
+    try:
+        with zone.pinned(path, folder_fd) as (readable, size):
+            return _load_pinned(conn, SPECS[source], day, readable, size, hold_checks)
+    except zone.Refused as err:
+        return refuse(conn, source, day, zone.Refusal(str(path), path.stem, err.reason_code, str(err)))
+    except FileNotFoundError:
+        return refuse(conn, source, day, zone.Refusal(str(path), path.stem, "missing_file",
+                                                      f"{path.name}: the file went away before it was read"))
+
+
+def _load_pinned(conn: psycopg.Connection, spec: FeedSpec, day: date, path: Path, size: int,
+                 hold_checks: bool) -> FileResult:
+    source = spec.source
     reporter = path.stem
     result = FileResult(path, source, reporter, day, status="loading")
     target = spec.table
@@ -88,15 +128,21 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path) -> F
                                   (spec.table, day)).fetchone()[0]
     # the content hash goes into the ledger at the end of the load: a second thread computes it meanwhile
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
-        content = Content(path.stat().st_size, pool.submit(content_sha256, path))
+        content = Content(size, pool.submit(content_sha256, path))
         try:
+            if size == 0:
+                result.error = zone.empty_file_note(spec, path)  # or UnreadableFile: a format with a header
             with conn.transaction():
-                _load_in_transaction(conn, spec, target, path, reporter, day, content, result)
+                _load_in_transaction(conn, spec, target, path, reporter, day, content, result, hold_checks)
         except UnreadableFile as err:
             result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
             result.rows_read = result.rows_loaded = result.rows_rejected = 0
             with conn.transaction():
                 _quarantine(conn, spec, path, reporter, day, content, result)
+        except Held as held:
+            result.status, result.error = "held", held.reason  # the counts say what it would have loaded
+            with conn.transaction():
+                _hold(conn, spec, path, reporter, day, content, result)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
         except Exception as err:
@@ -130,26 +176,25 @@ def _lock_key(source: str, reporter: str, day: date) -> int:
 
 
 def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path, reporter: str, day: date,
-                         content: Content, result: FileResult) -> None:
+                         content: Content, result: FileResult, hold_checks: bool = True) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     conn.execute("set local timezone to 'Asia/Shanghai'")  # timestamps without an offset are local time
     current = conn.execute(
-        """select load_id, content_sha256, file_bytes from audit.load_ledger
+        """select load_id, content_sha256, file_bytes, status from audit.load_ledger
            where source = %s and reporter_code = %s and service_date = %s
-             and status in ('loaded', 'quarantined')
+             and status in ('loaded', 'quarantined', 'held', 'rejected') and content_sha256 is not null
            order by load_id desc limit 1""",
         (spec.source, reporter, day),
     ).fetchone()
     if current and current[2] == content.size and current[1] == content.sha256():
         # only a file of the same size can be the same file again: then the hash is awaited before any write
-        result.status = "skipped_duplicate"
+        result.status, result.error = "skipped_duplicate", f"same content as load {current[0]} ({current[3]})"
         result.load_id = conn.execute(
             """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
                  file_bytes, status, finished_at, error)
                values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
-            (spec.source, reporter, day, str(path), content.sha256(), content.size,
-             f"same content as load {current[0]}"),
+            (spec.source, reporter, day, str(path), content.sha256(), content.size, result.error),
         ).fetchone()[0]
         return
 
@@ -165,10 +210,16 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
     except NotUtf8:
         rejections = _copy_rows(conn, spec, target, path, scan(path).encoding, reporter, day, load_id, result)
     _write_rejections(conn, load_id, rejections)
-    # a revised file: the earlier version's rows go, in this same transaction
+    if hold_checks:  # a reporter-level fault: Held rolls this transaction back, the version in place stays
+        duplicates = sum(r.reason_code == "duplicate_record" for r in rejections)
+        reason = hold_reason(path.name, result.rows_read, result.rows_loaded, duplicates,
+                             evidence(conn, spec.source, reporter, day))
+        if reason:
+            raise Held(reason)
+    # a revised file: the earlier version's rows go, in this same transaction (and a held version is superseded)
     replaced = conn.execute(
         """update audit.load_ledger set status = 'replaced', replaced_by = %s
-           where source = %s and reporter_code = %s and service_date = %s and status = 'loaded'
+           where source = %s and reporter_code = %s and service_date = %s and status in ('loaded', 'held')
              and load_id <> %s returning load_id""",
         (load_id, spec.source, reporter, day, load_id),
     ).fetchall()
@@ -178,8 +229,8 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
     result.status = "loaded"
     conn.execute(
         """update audit.load_ledger set status = 'loaded', content_sha256 = %s, rows_read = %s, rows_loaded = %s,
-             rows_rejected = %s, finished_at = now() where load_id = %s""",
-        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, load_id),
+             rows_rejected = %s, error = %s, finished_at = now() where load_id = %s""",
+        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, result.error, load_id),
     )
 
 
@@ -287,6 +338,28 @@ def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[R
         for r in rejections:
             copy.write_row((load_id, r.row_number, r.column, r.reason_code, r.message,
                             json.dumps(r.raw_record, ensure_ascii=False, default=str)))
+
+
+def _hold(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, content: Content,
+          result: FileResult) -> None:
+    """The ledger row of a held file: what it would have loaded, and why it was not (ingest.holds)."""
+    conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
+    already = conn.execute(
+        """select load_id from audit.load_ledger where source = %s and reporter_code = %s
+             and service_date = %s and content_sha256 = %s and status = 'held'""",
+        (spec.source, reporter, day, content.sha256()),
+    ).fetchone()
+    if already:  # a concurrent load of the same file held it first
+        result.load_id = already[0]
+        return
+    log.warning("held %s: %s", path, result.error)
+    result.load_id = conn.execute(
+        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+             file_bytes, rows_read, rows_loaded, rows_rejected, status, error, finished_at)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'held', %s, now()) returning load_id""",
+        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.rows_read,
+         result.rows_loaded, result.rows_rejected, result.error),
+    ).fetchone()[0]
 
 
 def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, content: Content,

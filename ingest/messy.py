@@ -420,3 +420,49 @@ def write_volume_csv(scenario: Scenario, path: Path, rows: int, first_day: date 
             written += min(len(base), rows - written)
             block += 1
     return written
+
+
+# ---------------------------------------------------------------- landing zone
+
+
+SECRET_MARK = "NOT-A-LANDED-FILE"  # in the file a planted link points to: must never reach the warehouse
+NOT_UTF8_NAME = b"\xb2\xe2\xca\xd4.csv"  # 测试.csv saved by a GBK system: not valid UTF-8
+
+
+def write_landing_oddities(scenario: Scenario, day: date, landing: Path, outside: Path) -> list[FileCase]:
+    """Lay over the night's canteen folder (already written) what a landing zone really collects, each a
+    case the loader must refuse with a ledger row, its content unread: copies of a canteen's file (`… (1)`,
+    `…_副本`), a prefix of the codes (`C.csv`), a name that is not UTF-8, a link to a file outside the
+    landing zone (in `outside`, which holds that canteen's real file plus a marked line), a folder named
+    like a file and a 0-byte file. The last three take the place of a genuine canteen's file."""
+    folder = landing / "canteens" / day.isoformat()
+    rng = random.Random(f"{scenario.seed}:landing:{day.isoformat()}")
+    copied, linked, dir_named, empty = (c.code for c in rng.sample(scenario.canteens, 4))
+    cases: list[FileCase] = []
+
+    def case(kind: str, path: Path, reason: str, reporter: str) -> None:
+        cases.append(FileCase(kind, "canteens", day, reporter, path, "quarantined", quarantine_reason=reason))
+
+    for name in (f"{copied} (1).csv", f"{copied}_副本.csv"):
+        (folder / name).write_bytes((folder / f"{copied}.csv").read_bytes())
+        case("copy_name", folder / name, "copy_file_name", name[:-4])
+    (folder / "C.csv").write_bytes((folder / f"{copied}.csv").read_bytes())
+    case("prefix_name", folder / "C.csv", "unknown_reporter", "C")
+    raw_name = folder.joinpath(NOT_UTF8_NAME.decode("utf-8", "surrogateescape"))
+    raw_name.write_bytes((folder / f"{copied}.csv").read_bytes())
+    case("not_utf8_name", raw_name, "name_not_utf8", NOT_UTF8_NAME[:-4].decode("utf-8", "backslashreplace"))
+
+    outside.mkdir(parents=True, exist_ok=True)
+    target = outside / f"{linked}.csv"
+    target.write_bytes((folder / f"{linked}.csv").read_bytes() + f"{SECRET_MARK},x,y\n".encode())
+    (folder / f"{linked}.csv").unlink()
+    (folder / f"{linked}.csv").symlink_to(target)
+    case("symlink", folder / f"{linked}.csv", "symlink", linked)
+
+    (folder / f"{dir_named}.csv").unlink()
+    (folder / f"{dir_named}.csv").mkdir()
+    case("directory", folder / f"{dir_named}.csv", "not_a_file", dir_named)
+
+    (folder / f"{empty}.csv").write_bytes(b"")
+    case("empty_file", folder / f"{empty}.csv", "empty_file", empty)
+    return cases
