@@ -1,5 +1,6 @@
 {{ config(materialized='view') }}
 -- One row per case: the lifecycle assembled from its events, and the case KPIs, defined here once.
+-- A case is (point_code, service_request_id): the same id from two points is two cases.
 -- A view: fct_assistance_case reads it for the cases touched by a night (the filter on
 -- service_request_id reaches the events), so a night costs what its cases cost.
 --
@@ -15,10 +16,10 @@
 -- the raw table. Case attributes come from the 'received' event, else from the earliest event.
 with cases as (
     select
+        point_code,
         service_request_id,
-        (array_agg(point_code order by (event = 'received') desc, event_at))[1] as point_code,
-        (array_agg(street_code order by (event = 'received') desc, event_at))[1] as street_code,
-        (array_agg(district_code order by (event = 'received') desc, event_at))[1] as district_code,
+        min(street_code) as street_code,  -- the point's street and district: one value per point
+        min(district_code) as district_code,
         (array_agg(compound_code order by (event = 'received') desc, event_at))[1] as compound_code,
         (array_agg(service_code order by (event = 'received') desc, event_at))[1] as service_code,
         (array_agg(channel order by (event = 'received') desc, event_at))[1] as channel,
@@ -32,7 +33,7 @@ with cases as (
         (array_agg(satisfaction order by event_at desc) filter (where event = 'closed'))[1] as satisfaction,
         (array_agg(agency_responsible order by event_at) filter (where event = 'escalated'))[1] as agency_responsible
     from {{ ref('stg_assistance__case_events') }}
-    group by service_request_id
+    group by point_code, service_request_id
 )
 
 select

@@ -1,7 +1,10 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_request_id',
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['point_code', 'service_request_id'],
           on_schema_change='fail') }}
--- One row per assistance case. Nightly: only the cases with an event in tonight's load are rebuilt
--- (from all their events), so the night's cost grows with the night, not with the history.
+-- One row per assistance case: (point_code, service_request_id), as points number their cases independently.
+-- Nightly: only the cases with an event in tonight's load are rebuilt
+-- (from all their events), so the night's cost grows with the night, not with the history. The filter
+-- is on the id alone (it reaches the raw events' index): a case of another point with the same id is
+-- rebuilt too, unchanged.
 select
     service_request_id,
     point_code,

@@ -1,4 +1,6 @@
 -- One row per case event; a point resending the same event (same case, kind and time) counts once.
+-- A case is a point's service_request_id: points number their cases independently, so the same id sent
+-- by two points is two cases (never merged), and the point is part of every key below.
 with source as (
     select * from {{ source('raw', 'assistance_case_events') }}
 ),
@@ -7,13 +9,13 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by service_request_id, event, event_at order by _load_id desc, _row_number desc
+            partition by point_code, service_request_id, event, event_at order by _load_id desc, _row_number desc
         ) as _version
     from source
 )
 
 select
-    md5(service_request_id || '|' || event || '|' || event_at::text) as event_key,
+    md5(point_code || '|' || service_request_id || '|' || event || '|' || event_at::text) as event_key,
     service_request_id,
     point_code,
     left(substr(point_code, 3), 9) as street_code,
