@@ -3,10 +3,11 @@ declare a one-cell sheet, 社区 and 物业 columns merged down a community's co
 community behind a 填报说明 sheet, 小计 / 合计 rows, formulas saved without their values.
 
 What the reader does, in order:
-- the zip is checked before anything opens it: more than MAX_UNCOMPRESSED_BYTES declared uncompressed
-  (or more than MAX_PARTS parts) quarantines it as `workbook_too_large`. Python's zipfile never gives
-  more bytes of a part than the part declares (a part lying about its size fails its CRC check), so
-  what is read stays within what was checked;
+- the zip is checked before anything opens it: more than MAX_UNCOMPRESSED_BYTES declared uncompressed,
+  more than MAX_PARTS parts, or a part other than a worksheet or a picture (those openpyxl holds whole:
+  shared strings, styles) of more than MAX_LOADED_PART_BYTES quarantines it as `workbook_too_large`.
+  Python's zipfile never gives more bytes of a part than the part declares (a part lying about its
+  size fails its CRC check), so what is read stays within what was checked;
 - every worksheet is read, cell by cell as stored, whatever its <dimension> says; a sheet with no
   registry header in its first HEADER_SCAN_ROWS rows is skipped and recorded (`sheets_skipped`,
   `notes()`, a log line); a file where no sheet has one is quarantined (`no_header`);
@@ -40,7 +41,11 @@ from ingest.feeds import FeedSpec, Rejection, safe_record
 log = logging.getLogger(__name__)
 
 HEADER_SCAN_ROWS = 60  # exports put long preambles (填报说明, 指标解释) above the header
-MAX_UNCOMPRESSED_BYTES = 64 << 20  # a street's registry of 1,200 compounds unpacks to well under 2 MB
+MAX_UNCOMPRESSED_BYTES = 32 << 20  # a street's registry of 1,200 compounds unpacks to well under 2 MB
+# openpyxl holds some parts whole in memory (shared strings, styles: ~10 times their size); worksheets it
+# streams (about 100 bytes a row stay behind), media it does not read
+MAX_LOADED_PART_BYTES = 8 << 20
+_STREAMED_PARTS = ("xl/worksheets/", "xl/media/")
 MAX_PARTS = 1000
 SHEET_ROWS = 10_000_000  # more than the 1,048,576 rows a sheet can have
 MAX_SHEETS = 200  # row numbers stay within a PostgreSQL integer
@@ -221,6 +226,13 @@ def check_archive(path: Path) -> None:
             f"{path.name}: the workbook unpacks to {declared / (1 << 20):.0f} MB in {len(parts)} parts, more "
             f"than the limit of {MAX_UNCOMPRESSED_BYTES >> 20} MB and {MAX_PARTS} parts (a street's registry "
             "needs a few MB): save it again without pictures or attachments"))
+    loaded = max((p for p in parts if not p.filename.startswith(_STREAMED_PARTS)), key=lambda p: p.file_size,
+                 default=None)
+    if loaded is not None and loaded.file_size > MAX_LOADED_PART_BYTES:
+        raise r.UnreadableFile("workbook_too_large", (
+            f"{path.name}: its part {loaded.filename} unpacks to {loaded.file_size / (1 << 20):.1f} MB, more than "
+            f"the limit of {MAX_LOADED_PART_BYTES >> 20} MB for a part read whole (a street's registry needs "
+            "well under 1 MB): save it again as a new workbook"))
 
 
 def _guarded(rows: Iterator[tuple[int, list[Any]]], path: Path, sheet: Sheet) -> Iterator[tuple[int, list[Any]]]:

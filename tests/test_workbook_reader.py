@@ -378,6 +378,19 @@ def test_a_zip_bomb_is_quarantined_before_it_is_opened(tmp_path, monkeypatch):
     assert path.name in str(err.value) and "20 MB" in str(err.value)
 
 
+def test_a_part_read_whole_has_its_own_limit(tmp_path, monkeypatch):
+    path = save(one_sheet([row(1)]), tmp_path)
+    with zipfile.ZipFile(path) as zf:  # the largest part openpyxl reads whole (theme, styles, strings)
+        largest = max((i for i in zf.infolist() if not i.filename.startswith("xl/worksheets/")),
+                      key=lambda i: i.file_size)
+    monkeypatch.setattr(workbook, "MAX_LOADED_PART_BYTES", largest.file_size - 1)
+    with pytest.raises(readers.UnreadableFile) as err:
+        list(readers.read(STREETS, path))
+    assert err.value.reason_code == "workbook_too_large" and largest.filename in str(err.value)
+    monkeypatch.setattr(workbook, "MAX_LOADED_PART_BYTES", largest.file_size)
+    assert [rn for rn, _ in readers.read(STREETS, path)] == [2]
+
+
 def _lie_about_sizes(path: Path, part: str, declared: int) -> None:
     """Patch the uncompressed size that the zip's local header and central directory give for `part`."""
     data = bytearray(path.read_bytes())
