@@ -203,9 +203,11 @@ def _column_order(spec: FeedSpec, mapping: dict[int, Any], path: Path) -> list[i
 
 def _data_rows(order: list[int | None], rows: Iterator[tuple[int, list[Any]]],
                totals: list[int] | None = None) -> Iterator[RowOrRejection]:
-    """The rows' values in spec order. A total row (in any column) and a row blank in the spec's columns
-    (a separator, a template row holding only its 序号) are not data: they are skipped, total rows'
-    numbers appended to `totals` when given. A row whose first cell is long text is data: no checks."""
+    """The rows' values in spec order. A total row and a row blank in the spec's columns (a separator, a
+    template row holding only its 序号) are not data: they are skipped, total rows' numbers appended to
+    `totals` when given. A total row has a total label in some cell and no key of its own (the spec's
+    first column, 小区编码 or 流水号, empty or the label itself): a 备注 of 已计入小计 leaves a compound
+    a compound. A row whose first cell is long text is data: no checks."""
     width = len(order)
     identity = order == list(range(width))
     for row_number, values in rows:
@@ -218,10 +220,10 @@ def _data_rows(order: list[int | None], rows: Iterator[tuple[int, list[Any]]],
         if first.__class__ is not str or len(first) <= 12:  # a long first cell is data: skip the checks
             if _is_blank(out):
                 continue  # blank rows separate sections; they carry no data
-            if _is_total_row(values):
+            if _is_total_row(values) and (out[0] in (None, "") or _is_total_row(out[:1])):
                 if totals is not None:
                     totals.append(row_number)
-                continue  # the 合计 row restates the data above it
+                continue  # the 合计 row restates the data above it; a row with its own key is data
         yield row_number, out
 
 

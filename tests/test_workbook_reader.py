@@ -232,6 +232,15 @@ def test_total_rows_in_any_column_are_skipped_and_counted(tmp_path):
     assert any(f"{len(TOTALS)} total rows" in note for note in reader.notes())
 
 
+def test_a_row_with_its_own_compound_code_is_data_whatever_its_remark_says(tmp_path):
+    wb = one_sheet([row(1) + ["已计入小计"], row(2) + ["合计"], [None, "小计", None, 201, None, None, None, None,
+                                                                None, None, None, None, None, None, None, "合计"]])
+    wb.active["P1"] = "备注"
+    loaded, rejections, numbers, reader = load(save(wb, tmp_path))
+    assert numbers == [2, 3] and sorted(loaded) == [code(1), code(2)] and rejections == []
+    assert reader.workbook.total_rows == 1
+
+
 def test_a_compound_whose_name_merely_contains_a_total_word_is_data():
     assert not readers._is_total_row(["140105001001001", "合计小区东院", 3])
     assert readers._is_total_row([None, "小计：", 3])
