@@ -29,6 +29,7 @@ MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer i
 MAX_ARRAY_BYTES = 8 << 20  # 8 MiB of JSON array (some 20,000 events, a few hundred MB of Python objects at most)
 SKIP_BYTES = 1 << 16  # how much of an over-long line is read at a time while it is skipped
 SHOWN_CHARS = 200  # of a value kept in a malformed line's raw record
+SHOWN_KEYS = 50  # key names kept in a rejected line's raw record
 
 # Open311 GeoReport v2 keys with no column of their own: `_georeport` turns the first group into the
 # contract's columns; the second names things the contract does not keep (locations, media, the
@@ -68,9 +69,19 @@ class KeyMap:
         self.dropped = {n.header_key(k) for k in GEOREPORT_DROPPED}
         personal = set(spec.pii_columns)
         self.plain_columns = {c.name for c in spec.columns if c.name not in personal}
+        self._folded: dict[str, str] = {}
 
     def column(self, key: str) -> str | None:
-        return self.by_key.get(n.header_key(key))
+        return self.by_key.get(self.folded(key))
+
+    def folded(self, key: str) -> str:
+        """n.header_key, memoised: a file repeats its few keys on every line."""
+        out = self._folded.get(key)
+        if out is None:
+            if len(self._folded) >= 10_000:
+                self._folded.clear()
+            out = self._folded[key] = n.header_key(key)
+        return out
 
 
 def read_jsonl(spec: FeedSpec, path: Path) -> Iterator[tuple[int, list[Any]] | Rejection]:
@@ -210,7 +221,7 @@ def _record(keys: KeyMap, path: Path, row: int, obj: Any) -> tuple[int, list[Any
     for key, value in obj.items():
         name = keys.column(key)
         if name is None:
-            folded = n.header_key(key)
+            folded = keys.folded(key)
             if folded in keys.derived:
                 derived[keys.derived[folded]] = value
             continue  # GeoReport keys the contract does not keep, and unknown keys
@@ -293,7 +304,7 @@ def _kept(keys: KeyMap, obj: dict) -> dict[str, Any]:
             record[name] = value
     out = safe_record(record, keys.spec.pii_columns)
     if other:
-        out["_other_keys"] = other
+        out["_other_keys"] = _key_names(other)
     return out
 
 
@@ -316,9 +327,15 @@ def _malformed_record(keys: KeyMap, raw: bytes) -> dict[str, Any]:
             other.append(_shown(key))
     out = safe_record(kept, {})
     if other:
-        out["_other_keys"] = other
+        out["_other_keys"] = _key_names(other)
     out["_line_bytes"] = len(raw)
     return out
+
+
+def _key_names(keys: list[str]) -> list[str]:
+    """Distinct key names, at most SHOWN_KEYS of them (a broken line may repeat one a million times)."""
+    distinct = list(dict.fromkeys(keys))
+    return distinct if len(distinct) <= SHOWN_KEYS else [*distinct[:SHOWN_KEYS], f"… {len(distinct) - SHOWN_KEYS} more"]
 
 
 def _shown(key: str) -> str:

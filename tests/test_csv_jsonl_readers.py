@@ -59,20 +59,25 @@ def no_unstorable_text(record: dict) -> bool:
 # ---------------------------------------------------------------- CSV: stray bytes
 
 
-@pytest.mark.parametrize("quoted", [False, True])  # the plain fast path, or the csv module from a quote on
-def test_stray_gb18030_word_in_a_utf8_csv_rejects_that_row_only(tmp_path, monkeypatch, quoted):
+@pytest.mark.parametrize("quoted, bad_row, bom", [
+    (False, 120, False),  # the plain fast path
+    (True, 120, False),  # the csv module, from a quote on
+    (False, 3, False),  # among the first lines, read with the header
+    (False, 120, True),  # UTF-8 with a BOM
+])
+def test_stray_gb18030_word_in_a_utf8_csv_rejects_that_row_only(tmp_path, monkeypatch, quoted, bad_row, bom):
     monkeypatch.setattr(readers, "CHUNK_BYTES", 2000)  # many chunks: the bad one is neither first nor last
     lines = [",".join(meal(i)) for i in range(1, 201)]
     if quoted:
         lines[4] = lines[4].replace("微信", '"微信"')
-    bad_row = 120  # file row 121 (the header is row 1)
-    lines[bad_row - 1] = lines[bad_row - 1].replace("微信", "@@")
+    lines[bad_row - 1] = lines[bad_row - 1].replace("微信", "@@")  # record bad_row is file row bad_row + 1
     content = (HEADER + "\r\n" + "\r\n".join(lines) + "\r\n").encode().replace(b"@@", "现金".encode("gb18030"))
+    content = (b"\xef\xbb\xbf" if bom else b"") + content
     path = write(tmp_path, content, f"{CANTEEN}.csv")
     offset = content.index("现金".encode("gb18030"))
     assert content.count("现金".encode("gb18030")) == 1
 
-    assert readers.scan(path).encoding == "utf-8"  # 1 line of 201 non-ASCII ones is not UTF-8
+    assert readers.scan(path).encoding == ("utf-8-sig" if bom else "utf-8")  # 1 line of 201 is not UTF-8
     with pytest.raises(NotUtf8):
         list(read(CANTEENS, path, unchecked_utf8=True))
     items = list(read(CANTEENS, path))
