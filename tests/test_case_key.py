@@ -1,0 +1,69 @@
+"""The same service_request_id sent by two points is two cases (issue 14): a generated night of the points'
+feed, plus a point that numbers its cases like another one (the same ids), loaded and built with dbt.
+Expected counts are the distinct (point, id) pairs of the events written here, never read back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+
+import psycopg
+import pytest
+
+from ingest import config, loader
+from ingest.bootstrap import bootstrap
+from ingest.scenario import Scenario
+from tests.test_dbt_warehouse import M, dbt, query
+
+DAY = date(2023, 11, 6)
+
+
+@pytest.fixture
+def warehouse(server_url):
+    admin = config.parse_url(server_url)
+    wh = admin.with_db(f"gov_case_{uuid.uuid4().hex[:10]}")
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'create database "{wh.dbname}"')
+    bootstrap(wh)
+    try:
+        yield wh
+    finally:
+        with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{wh.dbname}" with (force)')
+
+
+def test_same_case_id_from_two_points_is_two_cases(warehouse, tmp_path):
+    wh = warehouse
+    night = Scenario().write_night(DAY, tmp_path / "landing", feeds=("assistance",))
+    by_point: dict[str, list[dict]] = {}
+    for e in night.events:
+        by_point.setdefault(e["point_code"], []).append(e)
+    busy = max(by_point, key=lambda p: (sum(e["event"] == "received" for e in by_point[p]), p))
+    folder = tmp_path / "landing" / "assistance" / DAY.isoformat()
+    quiet = next(p.stem for p in sorted(folder.glob("*.jsonl")) if p.stem not in by_point)  # no events tonight
+    # the quiet point's own cases, numbered like the busy point's: the same ids, other times
+    copies = [{**e, "point_code": quiet, "event_at": e["event_at"].replace(minute=(e["event_at"].minute + 7) % 60)}
+              for e in by_point[busy]]
+    (folder / f"{quiet}.jsonl").write_text(
+        "".join(json.dumps({**e, "event_at": e["event_at"].isoformat()}, ensure_ascii=False) + "\n" for e in copies),
+        encoding="utf-8")
+    events = night.events + copies
+    results = loader.load_night(wh, tmp_path / "landing", "assistance", DAY)
+    assert {r.status for r in results} == {"loaded"} and sum(r.rows_loaded for r in results) == len(events)
+
+    dbt(wh, tmp_path / "target", "build", "--select", "+fct_assistance_case", day=DAY, strict=False)
+    cases = query(wh, f"select point_code, service_request_id, received_at from {M}.fct_assistance_case")
+    expected = {(e["point_code"], e["service_request_id"]) for e in events}
+    shared = {e["service_request_id"] for e in by_point[busy]}
+    assert len(cases) == len(expected) == len({e["service_request_id"] for e in events}) + len(shared)
+    assert {(c["point_code"], c["service_request_id"]) for c in cases} == expected
+    received = [e for e in events if e["event"] == "received"]
+    assert sum(c["received_at"] is not None for c in cases) == len(received)
+    for sid in shared:  # each point's case keeps its own receipt
+        mine = {c["point_code"]: c["received_at"] for c in cases if c["service_request_id"] == sid}
+        assert set(mine) == {busy, quiet}
+        theirs = {e["point_code"]: e["event_at"] for e in events if e["service_request_id"] == sid
+                  and e["event"] == "received"}
+        assert mine == {p: theirs.get(p) for p in (busy, quiet)}
