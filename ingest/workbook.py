@@ -125,7 +125,7 @@ class WorkbookRows:
         if not self.sheets_read:
             raise r.UnreadableFile("no_header", f"{self.path.name}: no sheet has a header row naming the "
                                    f"{self.spec.source} columns in its first {HEADER_SCAN_ROWS} rows "
-                                   f"(sheets: {', '.join(names)})")
+                                   f"(sheets: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
 
     def _sheet(self, wb: Any, ws: Any, sheet: Sheet) -> Iterator[r.RowOrRejection]:
         rows = _guarded(_cells(wb, ws, sheet, self.path), self.path, sheet)
