@@ -345,15 +345,17 @@ class _MergeFill:
             self.next += 1
             if r1 >= row and c0 <= limit:
                 top_left = values[c0 - 1] if r0 == row and c0 <= len(values) else None
-                self.active.append((r1, c0, min(c1, limit), top_left))
+                self.active.append((r1, c0, c1, top_left))
         self.active = [a for a in self.active if a[0] >= row]
+        # the header, once found, narrows `limit`: ranges are cut to it here, not when they start
+        spans = [(c0, min(c1, limit), value) for _, c0, c1, value in self.active if c0 <= limit]
         # ranges that do not overlap cover distinct cells of a row: more than its width means they do
         # (Excel never writes that), and would make each row cost more than its cells
-        if sum(c1 - c0 + 1 for _, c0, c1, _ in self.active) > limit:
+        if sum(c1 - c0 + 1 for c0, c1, _ in spans) > limit:
             raise r.UnreadableFile("bad_merged_cells", f"{path.name}: overlapping merged ranges at row {row}")
         if r._is_blank(values):
             return values
-        for _, c0, c1, value in self.active:
+        for c0, c1, value in spans:
             if value is None:
                 continue
             if len(values) < c1:

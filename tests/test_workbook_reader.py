@@ -128,6 +128,28 @@ def test_a_merge_reaching_past_the_data_fills_no_blank_row(tmp_path):
     assert loaded[code(2)]["community_code"] == COMMUNITY
 
 
+def test_a_wide_merge_starting_before_the_header_is_known_is_cut_to_the_registry_columns(tmp_path):
+    wb = one_sheet([row(1, community_code=None), row(2, community_code=None)], above=[["台账"]])
+    ws = wb.active
+    ws["C3"], ws["P3"] = COMMUNITY, "核实中"
+    # row 3, the first data row, is read while the header is still being looked for (a two-row header?)
+    ws.merge_cells("C3:C4")
+    ws.merge_cells("P3:AF4")  # a remark over 17 columns right of the registry's 15
+    loaded, rejections, numbers, _ = load(save(wb, tmp_path))
+    assert rejections == [] and numbers == [3, 4]
+    assert [loaded[code(i)]["community_code"] for i in (1, 2)] == [COMMUNITY] * 2
+
+
+def test_overlapping_merged_ranges_quarantine_the_file(tmp_path):
+    wb = one_sheet([row(1), row(2)])
+    path = save(wb, tmp_path)
+    rewrite(path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(
+        "</sheetData>", '</sheetData><mergeCells count="17">' + '<mergeCell ref="A2:P3"/>' * 17 + "</mergeCells>"))
+    with pytest.raises(readers.UnreadableFile) as err:
+        list(readers.read(STREETS, path))
+    assert err.value.reason_code == "bad_merged_cells"
+
+
 # ---------------------------------------------------------------- sheet dimensions
 
 
