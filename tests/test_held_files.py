@@ -254,3 +254,33 @@ def test_the_ledger_takes_the_new_statuses(fresh_warehouse, status):
     with psycopg.connect(fresh_warehouse.conninfo()) as conn:
         conn.execute("insert into audit.load_ledger (source, file_path, status) values ('canteens', 'x', %s)",
                      (status,))
+
+
+def test_marts_keep_the_last_good_data_while_held_and_take_the_released_file(fresh_warehouse, tmp_path):
+    """Through dbt: while a canteen's shrunk re-delivery is held its day in fct_canteen_day keeps the first
+    version's figures; released, the day's rebuild (what `make run DAY=…` runs) takes the new file's."""
+    from tests.test_dbt_warehouse import M, dbt, query
+
+    wh = fresh_warehouse
+    scenario = Scenario()
+    night = scenario.write_night(DAY, tmp_path, feeds=("canteens",))
+    meals = {c.code: sum(m["canteen_code"] == c.code for m in night.meals) for c in scenario.canteens}
+    code = max(meals, key=lambda c: (meals[c], c))
+    loader.load_night(wh, tmp_path, "canteens", DAY)
+    target = tmp_path / "target"
+
+    def person_times() -> dict[str, int]:
+        dbt(wh, target, "build", "--select", "+fct_canteen_day", "--exclude", "test_type:data", day=DAY, strict=False)
+        return {r["canteen_code"]: r["person_times"] for r in query(
+            wh, f"select canteen_code, person_times from {M}.fct_canteen_day where service_date = %s", (DAY,))}
+
+    assert person_times() == {c: n for c, n in meals.items() if n}
+    path = tmp_path / "canteens" / DAY.isoformat() / f"{code}.csv"
+    canteen_csv(path, meal_rows(path)[:5])
+    [held] = loader.load_night(wh, tmp_path, "canteens", DAY, reporter=code)
+    assert held.status == "held"
+    assert person_times()[code] == meals[code]  # the held file changes nothing
+    done = cli(wh, "release", "--load-id", str(held.load_id), "--reason", "a short day", "--no-rebuild")
+    assert done.returncode == 0, done.stderr
+    after = person_times()
+    assert after == {**{c: n for c, n in meals.items() if n}, code: 5}
