@@ -374,6 +374,16 @@ def test_formulas_without_a_value_and_excel_errors_are_rejected_saying_so(tmp_pa
     assert rejections[0].message.startswith(f"{path.name}, row 3 (sheet 小区台账), column households: ")
 
 
+def test_a_formula_whose_saved_result_is_empty_text_is_an_empty_cell(tmp_path):
+    path = save(one_sheet([row(1), row(2)]), tmp_path)
+    rewrite(path, "xl/worksheets/sheet1.xml", lambda xml: re.sub(
+        r'<c r="H2"[^>]*>.*?</c>', '<c r="H2" t="str"><f>IF(G2="无","","x")</f><v></v></c>', re.sub(
+            r'<c r="H3"[^>]*>.*?</c>', '<c r="H3"><f t="shared" ref="H3:H3" si="0">H2</f></c>', xml)))
+    loaded, rejections, _, _ = load(path)
+    assert loaded[code(1)]["property_company"] == NULL
+    assert [(r.row_number, r.column, r.reason_code) for r in rejections] == [(3, "property_company", "formula_no_value")]
+
+
 # ---------------------------------------------------------------- header position
 
 
