@@ -52,7 +52,7 @@ class Refusal:
     """One refused entry of a landing folder, ready for its ledger row (text safe to store)."""
 
     path: str  # the entry's path, any byte that is not UTF-8 written as a backslash escape
-    reporter: str  # the name's stem, escaped the same way
+    reporter: str | None  # the name's stem, escaped the same way (None: a folder of the landing zone)
     reason_code: str
     message: str
     size: int | None = None  # bytes of a regular file; None for links, folders and the like
@@ -177,7 +177,7 @@ def survey(root: Path, source: str, day: date, reporter: str | None = None) -> I
         yield Survey()
         return
     except Refused as err:
-        yield Survey(refused=[] if reporter else [Refusal(escaped(str(folder)), "", err.reason_code, str(err))])
+        yield Survey(refused=[] if reporter else [Refusal(escaped(str(folder)), None, err.reason_code, str(err))])
         return
     try:
         found = Survey(folder_fd=fd)

@@ -74,8 +74,10 @@ def load_night(wh: ConnInfo, landing: Path, source: str, day: date, reporter: st
 def refuse(conn: psycopg.Connection, source: str, day: date, refusal: zone.Refusal) -> FileResult:
     """The ledger row of a landed entry that is not read (a link, a folder, a name that is no reporter
     code): quarantined with the reason, once however often the night runs; its content is never read."""
-    result = FileResult(Path(refusal.path), source, refusal.reporter, day, "quarantined", error=refusal.error)
+    result = FileResult(Path(refusal.path), source, refusal.reporter or "", day, "quarantined", error=refusal.error)
     with conn.transaction():
+        # two runs of the night at once (a retry racing a straggler) take turns
+        conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(source, refusal.path, day),))
         already = conn.execute(
             """select load_id from audit.load_ledger where source = %s and service_date = %s and file_path = %s
                  and status = 'quarantined' and content_sha256 is null and error = %s""",

@@ -113,7 +113,7 @@ def test_a_day_folder_that_is_a_link_is_refused_whole(tmp_path):
     (root / "streets").symlink_to(outside)
     with landing.survey(root, "canteens", DAY) as found:
         assert found.files == [] and [r.reason_code for r in found.refused] == ["symlink"]
-        assert found.refused[0].path == str(root / "canteens" / DAY.isoformat())
+        assert found.refused[0].path == str(root / "canteens" / DAY.isoformat()) and found.refused[0].reporter is None
     with landing.survey(root, "streets", DAY) as found:
         assert found.files == [] and [r.reason_code for r in found.refused] == ["symlink"]
     with landing.survey(root, "assistance", DAY) as found:  # no folder at all: nothing, no row
