@@ -10,6 +10,7 @@ See docs/security.md.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import warnings
 from dataclasses import dataclass, replace
@@ -217,3 +218,24 @@ def is_embedded(wh: ConnInfo) -> bool:
         return False
     # postmaster.pid: pid, data directory, start time, port, socket directory, ...
     return len(lines) > 4 and Path(lines[4]).resolve() == Path(wh.host).resolve()
+
+
+# What a deployment's start refuses (docker-compose.yml's secrets-check): a secret left empty or at
+# the placeholder .env.example ships with
+SECRET_NAME = re.compile(r"(PASSWORD|_PASS|SECRET|FERNET_KEY|HASH_KEY)$")
+PLACEHOLDERS = frozenset({"", "change-me", "changeme", "change_me", "password", "secret"})
+
+
+def weak_secrets(environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the secret-looking variables (…PASSWORD, …SECRET, …KEY) that are empty or a placeholder."""
+    environ = os.environ if environ is None else environ
+    return sorted(k for k, v in environ.items() if SECRET_NAME.search(k) and v.strip().lower() in PLACEHOLDERS)
+
+
+def refuse_weak_secrets(environ: dict[str, str] | None = None) -> None:
+    """Exit non-zero naming every weak secret (values are never printed)."""
+    weak = weak_secrets(environ)
+    if weak:
+        raise SystemExit(f"refusing to start: {', '.join(weak)} empty or still 'change-me'; set real values in .env "
+                         f"(e.g. `{MAKE_KEY_HINT}`)")
+    print("secrets-check: every secret is set")

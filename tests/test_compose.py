@@ -15,8 +15,10 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import re
 import subprocess
+import sys
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -39,7 +41,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker"}
 DESIGN_SERVICES = AIRFLOW_SERVICES | {"redis", "airflow-db", "warehouse", "mailpit", "metabase"}
-ONE_SHOT = {"airflow-init", "metabase-init"}
+ONE_SHOT = {"secrets-check", "airflow-init", "metabase-init"}
 # README "Configuration" and the DAGs' settings: what the Airflow processes of a deployment must be given
 PROJECT_VARIABLES = {"WAREHOUSE_URL", "LANDING_DIR", "PII_HASH_KEY", "GOV_LOCAL_DIR", "SUMMARY_RECIPIENTS",
                      "AIRFLOW_CONN_SMTP_DEFAULT", "GOV_ONCALL_EMAIL", "GOV_TASK_RETRIES", "GOV_RETRY_DELAY_SECONDS"}
@@ -238,8 +240,10 @@ def test_warehouse_url_is_the_warehouse_service(compose):
     wh_env = environment(services["warehouse"])
     assert wh.host == "warehouse" and wh.port == 5432
     assert wh.dbname == wh_env["POSTGRES_DB"] == config.WAREHOUSE_DB
-    # the bootstrap runs as the administrator and switches to the three roles with `set role`
-    assert (wh.user, wh.password) == ("postgres", wh_env["POSTGRES_PASSWORD"])
+    # only airflow-init, which bootstraps, holds the administrator's password
+    admin = config.parse_url(environment(services["airflow-init"])["WAREHOUSE_URL"])
+    assert (admin.host, admin.port, admin.dbname) == (wh.host, wh.port, wh.dbname)
+    assert (admin.user, admin.password) == ("postgres", wh_env["POSTGRES_PASSWORD"])
 
 
 def test_smtp_default_is_mailpit(compose):
@@ -308,6 +312,85 @@ def test_a_missing_secret_stops_compose():
     del env["PII_HASH_KEY"]
     with pytest.raises(KeyError, match="PII_HASH_KEY"):
         interpolate(raw_compose(), env)
+
+
+def test_workers_hold_each_step_s_password_and_not_the_administrator_s(compose):
+    raw = raw_compose()["services"]
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        env = environment(services[name])
+        assert config.parse_url(env["WAREHOUSE_URL"]).password == "", name
+        assert "WAREHOUSE_ADMIN_PASSWORD" not in str(raw[name]) and "WAREHOUSE_ADMIN_PASSWORD" not in str(
+            raw_compose()["x-airflow-env"]), name
+        for role, var in config.ROLE_PASSWORD_ENV.items():
+            assert env[var] == read_env_file(ENV_EXAMPLE)[var], (name, role)
+        assert env["GOV_BOOTSTRAP"] == "verify", name  # the nightly bootstrap task only checks
+    assert environment(services["airflow-init"])["GOV_BOOTSTRAP"] == "apply"
+
+
+def _ports(compose: dict) -> dict[str, list[str]]:
+    return {name: [str(p) for p in s.get("ports", [])] for name, s in compose["services"].items() if s.get("ports")}
+
+
+def test_published_ports_listen_on_localhost_unless_the_operator_opts_in():
+    env = read_env_file(ENV_EXAMPLE)
+    local = _ports(interpolate(raw_compose(), env))
+    assert {"warehouse", "airflow-db", "redis", "mailpit", "airflow-apiserver", "metabase"} <= set(local)
+    assert all(p.startswith("127.0.0.1:") for ports in local.values() for p in ports), local
+    opened = _ports(interpolate(raw_compose(), {**env, "GOV_BIND_ADDRESS": "10.0.0.5", "GOV_UI_BIND_ADDRESS": "0.0.0.0"}))
+    assert {p.split(":")[0] for ports in opened.values() for p in ports} == {"10.0.0.5", "0.0.0.0"}
+    assert all(p.startswith("10.0.0.5:") for s in ("warehouse", "airflow-db", "redis") for p in opened[s])
+
+
+def _depends_on_all(services: dict, name: str) -> set[str]:
+    direct = set(services[name].get("depends_on", {}))
+    return direct.union(*(_depends_on_all(services, d) for d in direct)) if direct else set()
+
+
+def _run_secrets_check(service: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = service["command"]
+    assert command[0] == "python"
+    return subprocess.run([sys.executable, *command[1:]], env={"PATH": os.environ.get("PATH", ""), **env},
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_weak_secret_stops_the_whole_stack(compose):
+    services = compose["services"]
+    check = services["secrets-check"]
+    for name in set(services) - {"secrets-check"}:
+        assert "secrets-check" in _depends_on_all(services, name), name
+    # every variable a secret anywhere in compose is made of is checked (an SMTP relay may need no login)
+    raw = raw_compose()
+    values = [v for s in [*raw["services"].values(), {"environment": raw["x-airflow-env"]}]
+              for k, v in environment(s).items() if config.SECRET_NAME.search(k)]
+    secrets = {name for v in values for name in re.findall(r"\$\{(\w+)", v)}
+    assert len(secrets) >= 10 and secrets - {"SMTP_PASSWORD"} <= set(environment(check))
+    refused = _run_secrets_check(check, environment(check))  # .env.example as shipped: change-me everywhere
+    assert refused.returncode != 0
+    assert "PII_HASH_KEY" in refused.stderr and "GOV_LOADER_PASSWORD" in refused.stderr
+    real = {k: f"real-{k.lower()}-4f9a" for k in environment(check)}
+    assert _run_secrets_check(check, real).returncode == 0
+    one_empty = {**real, "GOV_CHECKER_PASSWORD": ""}
+    proc = _run_secrets_check(check, one_empty)
+    assert proc.returncode != 0 and "GOV_CHECKER_PASSWORD" in proc.stderr
+    assert "real-" not in proc.stderr + proc.stdout  # names the variables, never a value
+
+
+def test_nightly_bootstrap_in_verify_mode_needs_no_administrator(fresh_warehouse, server_url, monkeypatch):
+    from ingest.bootstrap import NotBootstrapped, bootstrap
+    from tests.conftest import create_database, drop_database
+
+    monkeypatch.setenv("GOV_BOOTSTRAP", "verify")
+    # a wrong administrator password is never used: verification logs in as gov_loader
+    bootstrap(config.ConnInfo(fresh_warehouse.host, fresh_warehouse.port, "nobody", "wrong", fresh_warehouse.dbname))
+    bare = create_database(server_url, "gov_unbootstrapped")
+    try:
+        with psycopg.connect(bare.conninfo(), autocommit=True) as conn:
+            conn.execute("create schema audit")
+        with pytest.raises(NotBootstrapped, match="airflow-init"):
+            bootstrap(bare)
+    finally:
+        drop_database(bare)
 
 
 # --- health, order, storage -------------------------------------------------------------------
