@@ -219,7 +219,7 @@ def check_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             parts = zf.infolist()
     except Exception as err:  # BadZipFile, OSError, a damaged central directory
-        raise _unreadable(path, f"not a readable .xlsx workbook ({type(err).__name__})") from None
+        raise _unreadable(path, _not_a_zip(path, err)) from None
     declared = sum(p.file_size for p in parts)
     if declared > MAX_UNCOMPRESSED_BYTES or len(parts) > MAX_PARTS:
         raise r.UnreadableFile("workbook_too_large", (
@@ -233,6 +233,21 @@ def check_archive(path: Path) -> None:
             f"{path.name}: its part {loaded.filename} unpacks to {loaded.file_size / (1 << 20):.1f} MB, more than "
             f"the limit of {MAX_LOADED_PART_BYTES >> 20} MB for a part read whole (a street's registry needs "
             "well under 1 MB): save it again as a new workbook"))
+
+
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (Excel 97-2003), .et, and password-protected .xlsx
+
+
+def _not_a_zip(path: Path, err: Exception) -> str:
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(OLE2_MAGIC))
+    except OSError:
+        magic = b""
+    if magic == OLE2_MAGIC:
+        return ("an Excel 97-2003 (.xls) or WPS (.et) file, or a workbook protected by a password, not an .xlsx "
+                "workbook: save it as an Excel workbook (.xlsx) without a password")
+    return f"not a readable .xlsx workbook ({type(err).__name__})"
 
 
 def _guarded(rows: Iterator[tuple[int, list[Any]]], path: Path, sheet: Sheet) -> Iterator[tuple[int, list[Any]]]:

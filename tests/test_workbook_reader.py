@@ -501,3 +501,12 @@ def test_the_encoders_fast_paths_leave_placeholders_to_the_row_path():
     columns = [[a.encode(), b.encode()] for a, b in zip(good, placeholder, strict=True)]
     _, rejected, [plain] = CANTEENS.encoder("CT140105001001", "x.csv").encode_plain(1, columns)
     assert rejected == [1] and (plain.column, plain.reason_code) == ("record_id", "missing_value")
+
+
+def test_an_xls_or_password_protected_file_says_what_it_is(tmp_path):
+    path = tmp_path / f"{STREET}.xlsx"
+    path.write_bytes(workbook.OLE2_MAGIC + bytes(4096))  # the compound-file container of .xls and encrypted .xlsx
+    with pytest.raises(readers.UnreadableFile) as err:
+        list(readers.read(STREETS, path))
+    assert err.value.reason_code == "unreadable_workbook"
+    assert "(.xls)" in str(err.value) and "password" in str(err.value)
