@@ -266,7 +266,7 @@ class EncodingVote:
     def feed(self, chunk: bytes, final: bool = False) -> None:
         data = self.carry + chunk
         cut = len(data) if final else data.rfind(b"\n") + 1
-        if cut == 0 and len(data) < 4 * SCAN_CHUNK:  # no line end yet: wait for it (bounded)
+        if cut == 0 and len(data) < SCAN_CHUNK:  # no line end yet: wait for it (bounded)
             self.carry = data
             return
         data, self.carry = (data[:cut], data[cut:]) if cut else (data, b"")
@@ -402,6 +402,9 @@ def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_
             raise  # pragma: no cover - a checked read decodes line by line: a fault of ours
         except csv.Error as err:
             raise UnreadableFile("bad_csv", f"{path.name}: {err}") from None
+        except LineTooLong as err:
+            raise UnreadableFile("line_too_long", f"{path.name}: a line longer than {MAX_LINE_BYTES >> 20} MiB "
+                                 f"(at byte {err.offset}): not a CSV of meal records") from None
 
 
 def _check_not_utf16(path: Path, start: bytes) -> None:
@@ -469,25 +472,55 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _text(f: io.BufferedReader, encoding: str) -> io.TextIOWrapper:
-    """The rest of the binary file `f` as text, lines split the way the csv module wants them."""
-    return io.TextIOWrapper(f, encoding=encoding, newline="")
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: a meal record takes about a hundred bytes; a longer line is no CSV of ours
 
 
-def _decoded_lines(f: io.BufferedReader, encoding: str, pending: list[tuple[int, int]]) -> Iterator[str]:
-    """`_text` for a checked read: the rest of `f` as text lines split as the csv module wants them (at CR,
-    LF and CRLF, ends kept). Chunks that decode as a whole are split in C; in any other, a line that does
-    not decode is given with its bad bytes as surrogate escapes, after noting where it broke (`pending`)."""
-    offset = f.tell()
-    while chunk := f.read(CHUNK_BYTES):
-        if chunk[-1:] != b"\n":
-            chunk += f.readline()  # whole lines: neither CRLF nor a character is split between two chunks
+class LineTooLong(Exception):
+    """A physical line longer than MAX_LINE_BYTES: never read whole (bounded memory); the file is quarantined."""
+
+    def __init__(self, offset: int):
+        super().__init__(offset)
+        self.offset = offset
+
+
+def _whole_lines(f: io.BufferedReader, chunk: bytes, offset: int) -> tuple[bytes, bytes]:
+    """`chunk` (read at file offset `offset`) completed to a line end, at most MAX_LINE_BYTES further: (whole
+    lines, what to carry over to the next chunk). Neither CRLF nor a character is split between two chunks.
+    A file of bare CRs (old Mac line ends) has no LF to stop at: it is cut after its last CR instead."""
+    if chunk[-1:] == b"\n":
+        return chunk, b""
+    chunk += f.readline(MAX_LINE_BYTES)
+    if chunk[-1:] == b"\n" or not f.peek(1):
+        return chunk, b""
+    cut = chunk.rfind(b"\r") + 1
+    if cut == 0:
+        raise LineTooLong(offset + len(chunk))
+    return chunk[:cut], chunk[cut:]
+
+
+def _decoded_lines(f: io.BufferedReader, encoding: str, pending: list[tuple[int, int]] | None = None
+                   ) -> Iterator[str]:
+    """The rest of `f` as text lines split as the csv module wants them (at CR, LF and CRLF, ends kept),
+    read a chunk at a time (bounded memory: LineTooLong). Chunks that decode as a whole are split in C.
+    Without `pending` (an unchecked read) a byte that does not decode raises UnicodeDecodeError; with it,
+    a line that does not decode is given with its bad bytes as surrogate escapes, after noting where it
+    broke in `pending`."""
+    return itertools.chain.from_iterable(_decoded_chunks(f, encoding, pending))
+
+
+def _decoded_chunks(f: io.BufferedReader, encoding: str, pending: list[tuple[int, int]] | None
+                    ) -> Iterator[Iterator[str]]:
+    offset, carry = f.tell(), b""
+    while chunk := carry + f.read(CHUNK_BYTES):
+        chunk, carry = _whole_lines(f, chunk, offset)
         try:
             text = chunk.decode(encoding)
         except UnicodeDecodeError:
-            yield from _undecoded_lines(chunk, offset, encoding, pending)
+            if pending is None:
+                raise
+            yield _undecoded_lines(chunk, offset, encoding, pending)
         else:
-            yield from io.StringIO(text, newline="")
+            yield io.StringIO(text, newline="")
         offset += len(chunk)
 
 
@@ -506,7 +539,7 @@ def _rows(f: io.BufferedReader, encoding: str, first_row: int, undecoded: Undeco
           ) -> Iterator[tuple[int, list[Any]]]:
     """The rest of `f` through the csv module, numbered from `first_row`."""
     if undecoded is None:
-        return enumerate(csv.reader(_text(f, encoding)), start=first_row)
+        return enumerate(csv.reader(_decoded_lines(f, encoding)), start=first_row)
     return undecoded.mark(enumerate(csv.reader(_decoded_lines(f, encoding, undecoded.pending)), start=first_row))
 
 
@@ -526,19 +559,22 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undec
     """A UTF-8 CSV: the header (and any rows among the first lines) through the csv module, then the
     file in chunks of whole lines. A chunk of plain lines becomes one Batch; any other chunk (blank or
     short lines, a 合计 row, a bare CR) goes through the csv module row by row, and from the first quote
-    character on, the rest of the file does (a quoted field may hold line breaks).
+    character (or a line too long to complete a chunk) on, the rest of the file does (a quoted field may
+    hold line breaks).
 
     With `undecoded` (a checked read), a chunk that does not decode as UTF-8 goes through the csv module
     too, line by line: the plain path only ever sees valid UTF-8, the same as an unchecked read's."""
     start = f.tell()
     head: list[bytes] = []
-    while len(head) <= HEADER_SCAN_ROWS and (line := f.readline()):
+    while len(head) <= HEADER_SCAN_ROWS and (line := f.readline(MAX_LINE_BYTES)):
         head.append(line)
+        if line[-1:] != b"\n":
+            break  # the end of the file, or a line too long for the plain path
     joined = b"".join(head)
     if head and b"\x00" in head[0]:
         raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes in the first line: UTF-16 or a binary "
                              "file, not a CSV text file; save it as CSV UTF-8")
-    if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n") or (
+    if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n") or (head and head[-1][-1:] != b"\n") or (
             undecoded is not None and not _encodable_bytes(joined)):
         f.seek(start)  # the header area itself needs the csv module
         yield from _records(spec, path, _rows(f, "utf-8", 1, undecoded))
@@ -558,8 +594,8 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undec
         if not chunk:
             return
         if chunk[-1:] != b"\n":
-            chunk += f.readline()
-        if b'"' in chunk:
+            chunk += f.readline(MAX_LINE_BYTES)
+        if b'"' in chunk or (chunk[-1:] != b"\n" and f.peek(1)):
             f.seek(offset)
             yield from _data_rows(order, _rows(f, "utf-8", row, undecoded))
             return

@@ -165,6 +165,35 @@ def test_scan_calls_a_utf16_file_without_bom_undecodable(tmp_path):
     assert readers.scan(path).encoding == readers.UNDECODABLE
 
 
+@pytest.mark.parametrize("unchecked", [False, True])
+def test_csv_line_longer_than_the_limit_is_quarantined_without_being_read_whole(tmp_path, unchecked):
+    for name, content in {
+        "first.csv": b"x" * (40 << 20),  # one 40 MiB line, no line end
+        "later.csv": (HEADER + "\n" + ",".join(meal(1)) + "\n").encode() + b"y" * (40 << 20) + b"\n",
+    }.items():
+        path = write(tmp_path, content, name)
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnreadableFile) as err:
+                list(read(CANTEENS, path, unchecked_utf8=unchecked))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert err.value.reason_code == "line_too_long" and name in str(err.value), name
+        assert peak < 10 << 20, name  # a few MiB of chunks (the encoding scan's too), not the 40 MiB line
+
+
+@pytest.mark.parametrize("unchecked", [False, True])
+def test_csv_with_bare_cr_line_ends_longer_than_the_line_limit_is_read(tmp_path, monkeypatch, unchecked):
+    """Old Mac exports end lines with CR alone: no LF within the line limit, yet every row is there."""
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 5000)
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 3000)
+    records = [meal(i) for i in range(1, 401)]  # some 40 KB
+    path = write(tmp_path, (HEADER + "\r" + "\r".join(",".join(m) for m in records) + "\r").encode(), "cr.csv")
+    rows, rejected = split(read(CANTEENS, path, unchecked_utf8=unchecked))
+    assert rejected == [] and rows == {i + 1: m for i, m in enumerate(records, start=1)}
+
+
 # ---------------------------------------------------------------- JSON Lines: bad lines
 
 
