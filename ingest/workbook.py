@@ -123,9 +123,10 @@ class WorkbookRows:
             sheet = Sheet(name, position)
             yield from self._sheet(wb, ws, sheet)
         if not self.sheets_read:
-            raise r.UnreadableFile("no_header", f"{self.path.name}: no sheet has a header row naming the "
-                                   f"{self.spec.source} columns in its first {HEADER_SCAN_ROWS} rows "
-                                   f"(sheets: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            raise r.UnreadableFile("no_header", pii.scrub_free_text(  # sheet names are free text
+                f"{self.path.name}: no sheet has a header row naming the {self.spec.source} columns in its "
+                f"first {HEADER_SCAN_ROWS} rows (sheets: {shown})"))
 
     def _sheet(self, wb: Any, ws: Any, sheet: Sheet) -> Iterator[r.RowOrRejection]:
         rows = _guarded(_cells(wb, ws, sheet, self.path), self.path, sheet)
@@ -139,8 +140,8 @@ class WorkbookRows:
         try:
             order = r._column_order(self.spec, mapping, self.path)
         except r.UnreadableFile as err:  # the sheet looks like the registry but cannot be read as it
-            raise r.UnreadableFile(err.reason_code, str(err).replace(
-                f"{self.path.name}:", f"{self.path.name}, sheet {sheet.name}:", 1)) from None
+            raise r.UnreadableFile(err.reason_code, pii.scrub_free_text(str(err).replace(
+                f"{self.path.name}:", f"{self.path.name}, sheet {sheet.name}:", 1))) from None
         self.sheets_read.append(sheet)
         sheet.width = max(i for i in order if i is not None) + 1
         totals: list[int] = []
