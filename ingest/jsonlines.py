@@ -22,7 +22,7 @@ from typing import Any
 from ingest import normalize as n
 from ingest import pii
 from ingest.feeds import FeedSpec, Rejection, safe_record, storable_text
-from ingest.readers import UnreadableFile
+from ingest.readers import UnreadableFile, looks_binary
 from ingest.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one
@@ -107,9 +107,9 @@ def _check_text(path: Path, head: bytes) -> None:
     JSON Lines at all: quarantined before any line is taken for a bad row."""
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise UnreadableFile("bad_encoding", f"{path.name}: a UTF-16 file; JSON Lines must be UTF-8")
-    if b"\x00" in head.split(b"\n", 1)[0]:
-        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes in the first line: UTF-16 or a binary file, "
-                             "not UTF-8 JSON Lines")
+    if looks_binary(head.split(b"\n", 1)[0]):
+        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes throughout the first line: UTF-16 or a "
+                             "binary file, not UTF-8 JSON Lines")
 
 
 def _lines(keys: KeyMap, path: Path, f) -> Iterator[tuple[int, list[Any]] | Rejection]:

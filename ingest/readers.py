@@ -117,7 +117,9 @@ class Rows:
 def read(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_utf8: bool = False) -> Rows:
     """The file's rows. A CSV reader needs the encoding: `encoding` (from `scan`) spares it its own pass
     to detect it; `unchecked_utf8` reads the file as UTF-8 (with or without a BOM) straight away and
-    raises NotUtf8 at the first byte sequence that is not, which the caller must then be ready for."""
+    raises NotUtf8 at the first byte sequence that is not, which the caller must then be ready for.
+    A checked read (not `unchecked_utf8`) never fails on a byte: a line that does not decode in the
+    file's encoding is a bad_encoding Rejection naming its row, column and byte offset."""
     return Rows(spec, path, encoding, unchecked_utf8)
 
 
@@ -407,6 +409,12 @@ def read_csv(spec: FeedSpec, path: Path, encoding: str | None = None, unchecked_
                                  f"(at byte {err.offset}): not a CSV of meal records") from None
 
 
+def looks_binary(first_line: bytes) -> bool:
+    """NUL bytes in a tenth or more of a file's first line: UTF-16 without a BOM (a NUL beside every ASCII
+    character) or a binary file, not a text line with one stray NUL (that one is a rejected row)."""
+    return first_line.count(b"\x00") * 10 >= max(len(first_line), 1)
+
+
 def _check_not_utf16(path: Path, start: bytes) -> None:
     """Excel's 'Unicode text' export is UTF-16 (with a BOM): no CSV of ours, quarantined at once."""
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -571,9 +579,9 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undec
         if line[-1:] != b"\n":
             break  # the end of the file, or a line too long for the plain path
     joined = b"".join(head)
-    if head and b"\x00" in head[0]:
-        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes in the first line: UTF-16 or a binary "
-                             "file, not a CSV text file; save it as CSV UTF-8")
+    if head and looks_binary(head[0]):
+        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes throughout the first line: UTF-16 or a "
+                             "binary file, not a CSV text file; save it as CSV UTF-8")
     if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n") or (head and head[-1][-1:] != b"\n") or (
             undecoded is not None and not _encodable_bytes(joined)):
         f.seek(start)  # the header area itself needs the csv module

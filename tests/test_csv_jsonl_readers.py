@@ -152,11 +152,17 @@ def test_utf16_and_binary_csv_are_quarantined_not_failed(tmp_path, kind):
         if kind == "utf16be_bom":
             content = "\ufeff".encode("utf-16-be") + text.encode("utf-16-be")
     path = write(tmp_path, content, f"{CANTEEN}.csv")
-    for unchecked in (True, False):
+
+    def as_the_loader_reads() -> None:  # UTF-8 unchecked first; on NotUtf8 again with the scanned encoding
+        try:
+            list(read(CANTEENS, path, unchecked_utf8=True))
+        except NotUtf8:
+            list(read(CANTEENS, path, readers.scan(path).encoding))
+
+    for attempt in (as_the_loader_reads, lambda: list(read(CANTEENS, path))):
         with pytest.raises(UnreadableFile) as err:
-            list(read(CANTEENS, path, unchecked_utf8=unchecked))
+            attempt()
         assert err.value.reason_code == "bad_encoding" and path.name in str(err.value)
-    assert readers.scan(path).encoding in ("utf-8-sig", readers.UNDECODABLE, "utf-8", "gb18030")
 
 
 def test_scan_calls_a_utf16_file_without_bom_undecodable(tmp_path):
@@ -258,6 +264,13 @@ def test_each_bad_json_line_is_one_rejected_row_and_the_rest_loads(tmp_path):
     assert messages[10] == f"{POINT}.jsonl, row 10, column event: keys 'event' and '事件' both give event"
     for r in rejections(items):
         assert no_unstorable_text(r.raw_record) and "\x00" not in r.message, r.row_number
+
+
+def test_one_stray_nul_in_the_first_line_is_a_rejected_row_not_a_binary_file(tmp_path):
+    first = json.dumps(event("SR1"))[:-1].encode() + b', "handler": "\x00"}'
+    path = jsonl(tmp_path, [first, json.dumps(event("SR2"))])
+    rows, rejected = split(read(ASSISTANCE, path))
+    assert rejected == [(1, None, "bad_character")] and rows == {2: values(event("SR2"))}
 
 
 def test_over_long_line_is_rejected_and_never_read_whole(tmp_path):
