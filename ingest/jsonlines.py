@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ingest import normalize as n
 from ingest import pii
@@ -66,7 +66,6 @@ class KeyMap:
         self.names = [c.name for c in spec.columns]
         self.by_key = {n.header_key(a): c.name for c in spec.columns for a in (c.name, *c.aliases)}
         self.derived = {n.header_key(k): k for k in GEOREPORT_DERIVED}
-        self.dropped = {n.header_key(k) for k in GEOREPORT_DROPPED}
         personal = set(spec.pii_columns)
         self.plain_columns = {c.name for c in spec.columns if c.name not in personal}
         self._folded: dict[str, str] = {}
@@ -112,7 +111,7 @@ def _check_text(path: Path, head: bytes) -> None:
                              "binary file, not UTF-8 JSON Lines")
 
 
-def _lines(keys: KeyMap, path: Path, f) -> Iterator[tuple[int, list[Any]] | Rejection]:
+def _lines(keys: KeyMap, path: Path, f: BinaryIO) -> Iterator[tuple[int, list[Any]] | Rejection]:
     offset = f.tell()
     row = 0
     while raw := f.readline(MAX_LINE_BYTES + 1):
@@ -128,7 +127,7 @@ def _lines(keys: KeyMap, path: Path, f) -> Iterator[tuple[int, list[Any]] | Reje
         yield _line(keys, path, row, raw, start)
 
 
-def _skip_line(f) -> int:
+def _skip_line(f: BinaryIO) -> int:
     """Read the rest of an over-long line in bounded pieces; the number of bytes skipped."""
     skipped = 0
     while piece := f.readline(SKIP_BYTES):
@@ -160,7 +159,7 @@ def _line(keys: KeyMap, path: Path, row: int, raw: bytes, start: int) -> tuple[i
     return _record(keys, path, row, obj)
 
 
-def _array(keys: KeyMap, path: Path, f) -> Iterator[tuple[int, list[Any]] | Rejection]:
+def _array(keys: KeyMap, path: Path, f: BinaryIO) -> Iterator[tuple[int, list[Any]] | Rejection]:
     """A file holding one JSON array of events (a GeoReport response, an export 'as JSON'): each element
     is a row. Read whole (it is one JSON value), so only up to MAX_ARRAY_BYTES; a broken array cannot be
     split into its records reliably and is quarantined with the place it breaks."""

@@ -350,6 +350,7 @@ def test_open311_georeport_records_map_to_the_contract(tmp_path):
         {**geo, "service_request_id": "SR3", "event": "dispatched", "updated_datetime": "2023-11-06T09:30:00+08:00",
          "service_code": "维修", "service_name": "路灯维修", "first_name": "伟", "last_name": "王", "phone": "13812345678"},
         {key: v for key, v in geo.items() if key != "service_name"} | {"service_request_id": "SR4"},
+        {**geo, "status": "open", **dict.fromkeys(jsonlines.GEOREPORT_DROPPED, "13812345678 x")},  # none kept
     ]
     rows, rejected = split(read(ASSISTANCE, jsonl(tmp_path, [json.dumps(x, ensure_ascii=False) for x in lines])))
     assert rejected == []
@@ -362,10 +363,12 @@ def test_open311_georeport_records_map_to_the_contract(tmp_path):
                    "requester_name": "王伟", "requester_phone": "13812345678"}),
         4: values({**base, "service_request_id": "SR4", "event": "received", "event_at": "2023-11-06T08:00:00+08:00",
                    "service_code": "001"}),  # GeoReport's id with no name: the encoder rejects it as bad_enum
+        5: values({**base, "service_request_id": "SR1", "event": "received", "event_at": "2023-11-06T08:00:00+08:00"}),
     }
     encoder = ASSISTANCE.encoder(POINT, "p.jsonl")
     out = [encoder.encode(rn, v) for rn, v in sorted(rows.items())]
-    assert [o.reason_code if isinstance(o, Rejection) else None for o in out] == [None, None, None, "bad_enum"]
+    assert [o.reason_code if isinstance(o, Rejection) else None for o in out] == [None, None, None, "bad_enum",
+                                                                                  "duplicate_record"]  # row 5 is row 1
 
 
 # ---------------------------------------------------------------- JSON arrays
