@@ -6,15 +6,14 @@ Expected counts are the distinct (point, id) pairs of the events written here, n
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import date
 
-import psycopg
 import pytest
 
-from ingest import config, loader
+from ingest import loader
 from ingest.bootstrap import bootstrap
 from ingest.scenario import Scenario
+from tests.conftest import create_database, drop_database
 from tests.test_dbt_warehouse import M, dbt, query
 
 DAY = date(2023, 11, 6)
@@ -22,16 +21,10 @@ DAY = date(2023, 11, 6)
 
 @pytest.fixture
 def warehouse(server_url):
-    admin = config.parse_url(server_url)
-    wh = admin.with_db(f"gov_case_{uuid.uuid4().hex[:10]}")
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(f'create database "{wh.dbname}"')
+    wh = create_database(server_url, "gov_case")
     bootstrap(wh)
-    try:
-        yield wh
-    finally:
-        with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{wh.dbname}" with (force)')
+    yield wh
+    drop_database(wh)
 
 
 def test_same_case_id_from_two_points_is_two_cases(warehouse, tmp_path):

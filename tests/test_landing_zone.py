@@ -199,3 +199,25 @@ def test_an_empty_points_file_is_a_day_without_events_and_an_empty_csv_is_quaran
     ledger = q(wh, "select reporter_code, status, error from audit.load_ledger order by load_id")
     assert ledger == [{"reporter_code": "AP140105001001", "status": "loaded", "error": p.error},
                       {"reporter_code": "CT140105001001", "status": "quarantined", "error": c.error}]
+
+
+def test_a_night_with_these_files_publishes_every_genuine_row(fresh_warehouse, scenario, tmp_path, monkeypatch):
+    """The whole generated night with the oddities laid over it, through the steps the DAGs run: it
+    publishes, and the marts hold every canteen's meals exactly as generated except the three canteens
+    whose file was displaced (a link, a folder, an empty file), which show as missing."""
+    from tests.test_publish_gate import canteen_person_times, generated_person_times, run_night
+
+    wh, root = fresh_warehouse, tmp_path / "landing"
+    monkeypatch.setenv("WAREHOUSE_URL", wh.sqlalchemy_url())
+    monkeypatch.setenv("LANDING_DIR", str(root))
+    scenario.write_night(DAY, root)
+    cases = messy.write_landing_oddities(scenario, DAY, root, tmp_path / "outside")
+    displaced = {c.reporter for c in cases if c.kind in ("symlink", "directory", "empty_file")}
+    outcome = run_night(DAY, "oddities")
+    assert outcome["status"] == "published", outcome
+    expected = generated_person_times(scenario, DAY)
+    assert canteen_person_times(wh, DAY) == {c: n for c, n in expected.items() if c not in displaced}
+    missing = q(wh, "select reporter_code from marts.mart_source_freshness where service_date = %s and missing",
+                (DAY,))
+    assert {r["reporter_code"] for r in missing} == displaced
+    assert len(q(wh, "select 1 from audit.load_ledger where status = 'quarantined'")) == len(cases)
