@@ -174,11 +174,14 @@ def test_dbt_tasks_share_the_warehouse_pool_the_connection_and_the_nights_vars(d
     # the interceptor gives dbt the one connection (ingest.config), resolved when the task runs
     task = dbt_tasks[0]
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://gov:s3cret@wh.example:6432/gov_warehouse")
+    monkeypatch.setenv("GOV_TRANSFORMER_PASSWORD", "transformer-pw")
     env_before = dict(task.env or {})
     try:
         warehouse_env({}, task)
         assert task.env["WH_HOST"] == "wh.example" and task.env["WH_PORT"] == "6432"
-        assert task.env["WH_USER"] == "gov" and task.env["WH_DBNAME"] == "gov_warehouse"
+        # dbt logs in as gov_transformer with its own password, never as the administrator
+        assert task.env["WH_USER"] == "gov_transformer" and task.env["WH_DBNAME"] == "gov_warehouse"
+        assert task.env["WH_PASSWORD"] == "transformer-pw"
     finally:
         task.env = env_before
 
