@@ -152,9 +152,8 @@ def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
             except OSError as err:
                 if err.errno in (errno.ELOOP, errno.ENOTDIR):
                     mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
-                    refusal = entry_problem(mode) or Refused("not_a_folder", "it is not a folder")
-                    if refusal.reason_code == "not_a_file":
-                        refusal = Refused("not_a_folder", "it is a file where a folder of the landing zone belongs")
+                    refusal = entry_problem(mode) if stat.S_ISLNK(mode) else Refused(
+                        "not_a_folder", "it is a file where a folder of the landing zone belongs")
                     raise Refused(refusal.reason_code, f"{escaped(str(here))}: {refusal}") from None
                 raise
             os.close(fd)
@@ -168,7 +167,7 @@ def _open_folder(root: Path, parts: tuple[str, ...]) -> int:
 @contextmanager
 def survey(root: Path, source: str, day: date, reporter: str | None = None) -> Iterator[Survey]:
     """The entries of landing folder `root/source/YYYY-MM-DD`: the readable files of the feed, and a
-    refusal for every other entry (none with `reporter`, which asks for that reporter's file only).
+    refusal for every other entry; with `reporter` (one reporter's re-load) only the entries of its name.
     The folder stays open while the context lasts: load its files with `pinned(path, survey.folder_fd)`."""
     folder = root / source / day.isoformat()
     try:
@@ -185,7 +184,10 @@ def survey(root: Path, source: str, day: date, reporter: str | None = None) -> I
         for name in sorted(os.listdir(fd)):
             if is_in_progress(name) or (reporter and name.rpartition(".")[0] != reporter):
                 continue
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone since the listing (moved away by its uploader): nothing to read or record
             problem = entry_problem(st.st_mode)
             if problem is not None:
                 problem = Refused(problem.reason_code, f"{escaped(name)}: {problem}")

@@ -116,7 +116,11 @@ def test_a_day_folder_that_is_a_link_is_refused_whole(tmp_path):
         assert found.refused[0].path == str(root / "canteens" / DAY.isoformat()) and found.refused[0].reporter is None
     with landing.survey(root, "streets", DAY) as found:
         assert found.files == [] and [r.reason_code for r in found.refused] == ["symlink"]
-    with landing.survey(root, "assistance", DAY) as found:  # no folder at all: nothing, no row
+    (root / "assistance").mkdir()
+    (root / "assistance" / DAY.isoformat()).write_text("not a folder", encoding="utf-8")
+    with landing.survey(root, "assistance", DAY) as found:
+        assert found.files == [] and [r.reason_code for r in found.refused] == ["not_a_folder"]
+    with landing.survey(root, "assistance", date(2023, 11, 7)) as found:  # no folder at all: nothing, no row
         assert (found.files, found.refused) == ([], [])
 
 
