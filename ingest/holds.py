@@ -31,8 +31,12 @@ import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
+
+if TYPE_CHECKING:
+    from ingest.loader import FileResult
 
 SHRINK_RATIO = 0.5
 DOUBLED_SHARE = 1 / 3
@@ -148,11 +152,11 @@ def reject(conn: psycopg.Connection, load_id: int, note: str, by: str | None = N
     return held
 
 
-def release(conn: psycopg.Connection, load_id: int, note: str, by: str | None = None):
+def release(conn: psycopg.Connection, load_id: int, note: str, by: str | None = None) -> FileResult:
     """Load a held file as it is (no reporter-level checks), in one transaction with the decision: it
-    replaces the version in place like any revision. The file must still be in the landing zone with the
+    replaces the version in place like any revision. The file must still be at its ledger path with the
     content that was held; otherwise nothing changes (NotHeld). Returns the load's FileResult."""
-    from ingest import loader
+    from ingest import loader  # here: the loader imports this module for its checks
 
     with conn.transaction():
         held = _take_held(conn, load_id)
