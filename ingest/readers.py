@@ -450,8 +450,9 @@ class Undecoded:
         for item in items:
             if marked and item.__class__ is tuple:
                 where = marked.pop(item[0], None)
-                if where is not None:
-                    yield _bad_encoding(spec, path, encoding, item, where)
+                rejection = None if where is None else _bad_encoding(spec, path, encoding, item, where)
+                if rejection is not None:
+                    yield rejection
                     continue
                 if len(marked) > 1000:  # rows skipped by the reader (a 合计 row): forget them
                     for stale in [r for r in marked if r < item[0]]:
@@ -460,15 +461,18 @@ class Undecoded:
 
 
 def _bad_encoding(spec: FeedSpec, path: Path, encoding: str, item: tuple[int, list[Any]], where: tuple[int, int]
-                  ) -> Rejection:
+                  ) -> Rejection | None:
+    """The rejection of a row read from a line that did not decode; None when the bytes that did not are
+    in a column the feed does not read (an extra 备注): then the row's values are all good text."""
     row, values = item
     column = next((c.name for c, v in zip(spec.columns, values, strict=True)
                    if v.__class__ is str and not _encodable(v)), None)
+    if column is None:
+        return None
     label = "GB18030" if encoding == "gb18030" else "UTF-8"
-    at = f"{path.name}, row {row}" + (f", column {column}" if column else "")
     offset, byte = where
     return Rejection(row, column, "bad_encoding",
-                     f"{at}: not {label} from byte {offset} of the file (0x{byte:02x})",
+                     f"{path.name}, row {row}, column {column}: not {label} from byte {offset} of the file (0x{byte:02x})",
                      safe_record(dict(zip((c.name for c in spec.columns), values, strict=True)), spec.pii_columns))
 
 

@@ -93,6 +93,15 @@ def test_stray_gb18030_word_in_a_utf8_csv_rejects_that_row_only(tmp_path, monkey
     assert r.raw_record["diner_card"].startswith("hmac:") and no_unstorable_text(r.raw_record)
 
 
+def test_undecodable_bytes_in_a_column_the_feed_does_not_read_reject_nothing(tmp_path):
+    lines = [",".join([*meal(i), "备注"]) for i in range(1, 31)]
+    lines[9] = lines[9].replace("备注", "@@")
+    content = (HEADER + ",备注\n" + "\n".join(lines) + "\n").encode().replace(b"@@", "午餐".encode("gb18030"))
+    path = write(tmp_path, content, f"{CANTEEN}.csv")
+    rows, rejected = split(read(CANTEENS, path))
+    assert rejected == [] and rows == {i + 1: meal(i) for i in range(1, 31)}
+
+
 def test_genuine_gb18030_file_still_reads_as_gb18030_and_rejects_only_a_line_that_is_neither(tmp_path):
     lines = [",".join(meal(i, "现金" if i % 2 else "微信")) for i in range(1, 101)]
     lines[50] = lines[50].replace("现金", "@@")  # record 51, file row 52
