@@ -4,7 +4,7 @@ Keys map to the feed's columns like CSV and xlsx headers do (FeedSpec aliases, c
 case folding), and Open311 GeoReport v2 names are understood where they mean something in the contract
 (`_georeport`). A line that cannot be used is one rejected row naming its row, column and reason; the
 rest of the file loads. A file that cannot be read at all (UTF-16, binary, a broken or oversized JSON
-array) raises readers.UnreadableFile: it is quarantined as a whole.
+array or run of pretty-printed objects) raises readers.UnreadableFile: it is quarantined as a whole.
 
 Memory stays bounded whatever the input: a line is read at most MAX_LINE_BYTES at a time (a longer one
 is skipped in pieces and rejected), and a JSON array file is read whole only up to MAX_ARRAY_BYTES.
@@ -26,7 +26,7 @@ from ingest.readers import UnreadableFile, looks_binary
 from ingest.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one
-MAX_ARRAY_BYTES = 8 << 20  # 8 MiB of JSON array (some 20,000 events, a few hundred MB of Python objects at most)
+MAX_ARRAY_BYTES = 8 << 20  # 8 MiB of JSON array or pretty-printed objects: some 20,000 events, read whole
 SKIP_BYTES = 1 << 16  # how much of an over-long line is read at a time while it is skipped
 SHOWN_CHARS = 200  # of a value kept in a malformed line's raw record
 SHOWN_KEYS = 50  # key names kept in a rejected line's raw record
@@ -85,7 +85,8 @@ class KeyMap:
 
 def read_jsonl(spec: FeedSpec, path: Path) -> Iterator[tuple[int, list[Any]] | Rejection]:
     """The file's events as (row number, values in spec.columns order), or a Rejection per bad line.
-    A file whose first character is `[` is read as one JSON array (row = the record's place in it)."""
+    A file whose first character is `[` is read as one JSON array, one whose first line is a lone `{` as
+    pretty-printed objects (row = the record's place in the file)."""
     keys = KeyMap(spec)
     try:
         f = path.open("rb")
@@ -95,8 +96,11 @@ def read_jsonl(spec: FeedSpec, path: Path) -> Iterator[tuple[int, list[Any]] | R
         head = f.read(4096)
         _check_text(path, head)
         f.seek(len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
-        if head.removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"[":
-            yield from _array(keys, path, f)
+        start = head.removeprefix(codecs.BOM_UTF8).lstrip()
+        if start[:1] == b"[":
+            yield from _document(keys, path, f, array=True)
+        elif start.split(b"\n", 1)[0].strip() == b"{":  # a pretty printer's first line: no JSON Lines
+            yield from _document(keys, path, f, array=False)
         else:
             yield from _lines(keys, path, f)
 
@@ -159,41 +163,62 @@ def _line(keys: KeyMap, path: Path, row: int, raw: bytes, start: int) -> tuple[i
     return _record(keys, path, row, obj)
 
 
-def _array(keys: KeyMap, path: Path, f: BinaryIO) -> Iterator[tuple[int, list[Any]] | Rejection]:
-    """A file holding one JSON array of events (a GeoReport response, an export 'as JSON'): each element
-    is a row. Read whole (it is one JSON value), so only up to MAX_ARRAY_BYTES; a broken array cannot be
-    split into its records reliably and is quarantined with the place it breaks."""
+def _document(keys: KeyMap, path: Path, f: BinaryIO, array: bool) -> Iterator[tuple[int, list[Any]] | Rejection]:
+    """A file holding one JSON array of events (a GeoReport response, an export 'as JSON'), or events as
+    pretty-printed objects one after another (`jq .` output): each record is a row. Read whole (its
+    records cannot be found line by line), so only up to MAX_ARRAY_BYTES; a broken one cannot be split
+    into its records reliably and is quarantined with the place it breaks."""
+    what = "a JSON array" if array else "pretty-printed JSON objects"
     data = f.read(MAX_ARRAY_BYTES + 1)
     if len(data) > MAX_ARRAY_BYTES:
-        raise UnreadableFile("json_array_too_large", f"{path.name}: a JSON array file larger than "
-                             f"{MAX_ARRAY_BYTES >> 20} MiB; send JSON Lines (one event per line) instead")
+        raise UnreadableFile("json_file_too_large", f"{path.name}: {what} larger than {MAX_ARRAY_BYTES >> 20} "
+                             "MiB; send JSON Lines (one event per line) instead")
     try:
         text = data.decode()
     except UnicodeDecodeError as err:
-        raise UnreadableFile("bad_encoding", f"{path.name}: a JSON array that is not UTF-8 "
-                             f"(byte {err.start})") from None
-    pos = text.index("[") + 1
-    row = 0
-    while True:
-        pos = _skip_space(text, pos)
-        if text.startswith("]", pos):
-            break
-        row += 1
-        try:
-            obj, pos = _DECODER.raw_decode(text, pos)
-        except (ValueError, RecursionError) as err:
-            raise UnreadableFile("malformed_json_array", f"{path.name}: a JSON array broken at record {row} "
-                                 f"(character {pos}): {_why(err)}") from None
-        yield _record(keys, path, row, obj)
+        raise UnreadableFile("bad_encoding", f"{path.name}: {what}, not UTF-8 (byte {err.start})") from None
+    try:
+        for row, obj in enumerate(_array_values(text) if array else _object_values(text), start=1):
+            yield _record(keys, path, row, obj)
+    except _Broken as err:
+        raise UnreadableFile("malformed_json_file", f"{path.name}: {what} broken {err}") from None
+
+
+class _Broken(Exception):
+    """Where a JSON array or a run of objects stops being JSON (the message: 'at record N (character C): why')."""
+
+
+def _value(text: str, pos: int, record: int) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except (ValueError, RecursionError) as err:
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise _Broken(f"at record {record} (character {pos}): {why}") from None
+
+
+def _array_values(text: str) -> Iterator[Any]:
+    pos = _skip_space(text, text.index("[") + 1)
+    record = 0
+    while not text.startswith("]", pos):
+        record += 1
+        obj, pos = _value(text, pos, record)
+        yield obj
         pos = _skip_space(text, pos)
         if text.startswith(",", pos):
-            pos += 1
+            pos = _skip_space(text, pos + 1)
         elif not text.startswith("]", pos):
-            raise UnreadableFile("malformed_json_array", f"{path.name}: a JSON array broken after record {row} "
-                                 f"(character {pos}): expected , or ]")
+            raise _Broken(f"after record {record} (character {pos}): expected , or ]")
     if text[pos + 1:].strip():
-        raise UnreadableFile("malformed_json_array", f"{path.name}: more text after the JSON array "
-                             f"(character {pos + 1})")
+        raise _Broken(f"after its closing ] (character {pos + 1}): more text")
+
+
+def _object_values(text: str) -> Iterator[Any]:
+    pos, record = _skip_space(text, 0), 0
+    while pos < len(text):
+        record += 1
+        obj, pos = _value(text, pos, record)
+        yield obj
+        pos = _skip_space(text, pos)
 
 
 _SPACE = re.compile(r"[ \t\r\n]*")
@@ -201,10 +226,6 @@ _SPACE = re.compile(r"[ \t\r\n]*")
 
 def _skip_space(text: str, pos: int) -> int:
     return _SPACE.match(text, pos).end()  # type: ignore[union-attr]
-
-
-def _why(err: Exception) -> str:
-    return "nested too deeply" if isinstance(err, RecursionError) else str(err)
 
 
 def _record(keys: KeyMap, path: Path, row: int, obj: Any) -> tuple[int, list[Any]] | Rejection:

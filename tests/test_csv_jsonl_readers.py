@@ -395,13 +395,24 @@ def test_a_json_array_file_is_read_as_the_array_it_is(tmp_path, indent):
     assert rows == {i: values(event(f"SR{i}")) for i in (1, 2, 3, 5)}
 
 
+def test_pretty_printed_objects_one_after_another_are_read_as_records(tmp_path):
+    """`jq .` output: each object over several lines, the first line a lone {; not thousands of rejections."""
+    records = [event(f"SR{i}") for i in range(1, 4)]
+    text = "\n".join(json.dumps(r, indent=2) for r in records) + "\n"
+    rows, rejected = split(read(ASSISTANCE, write(tmp_path, text.encode(), f"{POINT}.jsonl")))
+    assert rejected == [] and rows == {i: values(event(f"SR{i}")) for i in (1, 2, 3)}
+    with pytest.raises(UnreadableFile) as err:  # cut off in the third object
+        list(read(ASSISTANCE, write(tmp_path, text[:-20].encode(), "cut.jsonl")))
+    assert err.value.reason_code == "malformed_json_file" and "at record 3" in str(err.value)
+
+
 def test_json_arrays_that_cannot_be_read_are_quarantined_as_one_file(tmp_path, monkeypatch):
     records = json.dumps([event(f"SR{i}") for i in range(1, 4)])
     cases = {
-        "cut": (records[:-30], "malformed_json_array"),
-        "deep": ("[" + '{"a":' * 50_000 + "1" + "}" * 50_000 + "]", "malformed_json_array"),
-        "trailing": (records + "\n" + json.dumps(event()), "malformed_json_array"),
-        "large": ("[" + ",".join([json.dumps(event())] * 5000) + "]", "json_array_too_large"),
+        "cut": (records[:-30], "malformed_json_file"),
+        "deep": ("[" + '{"a":' * 50_000 + "1" + "}" * 50_000 + "]", "malformed_json_file"),
+        "trailing": (records + "\n" + json.dumps(event()), "malformed_json_file"),
+        "large": ("[" + ",".join([json.dumps(event())] * 5000) + "]", "json_file_too_large"),
     }
     monkeypatch.setattr(jsonlines, "MAX_ARRAY_BYTES", 400_000)  # the deep one is 300,002 bytes
     for name, (text, reason) in cases.items():
