@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expectations.suites import Suite
+from expectations.suites import Suite, severity_of
 from ingest.config import CHECKER, ConnInfo, connect_as, local_dir, role_conninfo
 
 log = logging.getLogger(__name__)
@@ -125,13 +125,20 @@ def _validate(wh: ConnInfo, suites: list[Suite]) -> tuple[list[CheckResult], Pat
             details = {k: res[k] for k in ("element_count", "missing_count") if res.get(k) is not None}
             if check is not None and check.note:
                 details["note"] = check.note
+            if check is not None:
+                details["zh"] = check.zh
+            # GX's own severity, as the suite declared it (see expectations/suites.py)
+            severity = severity_of(getattr(cfg, "severity", None))
             if error := _exception_message(r.exception_info):
-                details["exception"] = error  # the check could not run: it counts as failed
+                # the check could not run (a missing table or column: a broken contract): it counts as
+                # failed, and blocks whatever it was declared, as nothing is known about the night
+                details["exception"] = error
+                severity = "fail"
             results.append(CheckResult(
                 suite=suite.name,
                 expectation=cfg.type,
                 column=cfg.kwargs.get("column"),
-                severity=check.severity if check is not None else "fail",
+                severity=severity,
                 success=bool(r.success),
                 observed_value=None if res.get("observed_value") is None else str(res.get("observed_value")),
                 unexpected_count=res.get("unexpected_count"),

@@ -1,5 +1,14 @@
-"""Great Expectations suites, as code. Each expectation declares its severity next to it:
-'fail' blocks publishing, 'warn' is reported and publishing goes on.
+"""Great Expectations suites, as code. Each expectation carries GX's own `severity` (GX 1.x):
+`critical` blocks publishing (stored as 'fail' in audit.dq_results), `warning` is counted and
+reported and publishing goes on (stored as 'warn').
+
+The grain of the gate: a check blocks only when a failure means the whole night is wrong (street
+totals that do not add up to the city, an empty mart, a broken contract, a rate formula out of
+[0, 1]). A row-level fault (a timestamp outside the service day, stages out of order, negative
+money, unknown codes, duplicates) warns: the rows are counted here, and the models keep them out of
+the KPIs they would distort (dbt_project/macros/row_flags.sql), so one bad reporter never keeps the
+rest of the city from the officials. Every check has a short Chinese description (`zh`), which is
+what the morning email shows.
 
 A suite validates one query (one feed for one service day), so that a night's checks see only
 that night's rows; `{day}` in the query is the service day. docs/data-quality.md lists every check
@@ -14,6 +23,7 @@ from functools import cache
 from typing import Any
 
 import great_expectations as gx
+from great_expectations.expectations.metadata_types import FailureSeverity
 
 from ingest import reference as ref
 from ingest.config import DBT_PROJECT_DIR
@@ -22,8 +32,29 @@ from ingest.config import DBT_PROJECT_DIR
 @dataclass(frozen=True)
 class Check:
     expectation: Any
-    severity: str  # 'fail' or 'warn'
+    zh: str  # short Chinese description: how the email names the check
     note: str | None = None  # how to read the result (stored with it in audit.dq_results.details)
+
+    @property
+    def severity(self) -> str:
+        return severity_of(self.expectation.severity)
+
+
+def severity_of(gx_severity: FailureSeverity | str | None) -> str:
+    """The project's name for GX's severity: 'fail' (critical: blocks) or 'warn' (anything else)."""
+    return "fail" if gx_severity in (None, FailureSeverity.CRITICAL, "critical") else "warn"
+
+
+def blocks(expectation: Any, zh: str, note: str | None = None) -> Check:
+    """A check whose failure means the whole night is wrong: publishing is blocked."""
+    expectation.severity = FailureSeverity.CRITICAL
+    return Check(expectation, zh, note)
+
+
+def warns(expectation: Any, zh: str, note: str | None = None) -> Check:
+    """A row- or reporter-level check: counted and reported, the night publishes."""
+    expectation.severity = FailureSeverity.WARNING
+    return Check(expectation, zh, note)
 
 
 @dataclass(frozen=True)
@@ -96,7 +127,10 @@ compared as (
     where t.service_date = date '{day}'
 )
 select reporter_code, rows_tonight, prior_nights, recent_median,
-       case when judged then round(rows_tonight / recent_median, 3) end as rows_over_recent_median,
+       case when judged and reporter_code <> '{FEED_TOTAL}' then round(rows_tonight / recent_median, 3) end
+           as rows_over_recent_median,
+       case when judged and reporter_code = '{FEED_TOTAL}' then round(rows_tonight / recent_median, 3) end
+           as feed_rows_over_recent_median,
        case when judged then round(recent_median / rows_tonight, 3) end as recent_median_over_rows
 from compared
 ) as band"""
@@ -107,11 +141,18 @@ def row_count_band_suite(feed: str, day: str) -> Suite:
     skipped = (f"null ratio = not compared: fewer than {BAND_MIN_NIGHTS} prior nights with rows, or a median "
                f"below {BAND_MIN_ROWS} rows (details.missing_count)")
     return Suite(f"raw_{feed}_row_count_band", row_count_band_query(feed, day), [
-        # doubled numbers must not reach the marts: a reporter far above its usual volume blocks the night
-        Check(E.ExpectColumnValuesToBeBetween(column="rows_over_recent_median", max_value=BAND_HIGH), "fail",
+        # one reporter far above its usual volume (e.g. a day exported twice) is reporter-level: the loader
+        # holds such a file (ingest/holds.py, once the reporter has enough history), so here it only warns
+        warns(E.ExpectColumnValuesToBeBetween(column="rows_over_recent_median", max_value=BAND_HIGH),
+              "报送行数远超该单位近期水平（疑似重复报送）",
               f"tonight / median of up to {BAND_NIGHTS} prior nights at most {BAND_HIGH}; {skipped}"),
+        # the whole feed far above its usual volume means the night is wrong (every file doubled): it blocks
+        blocks(E.ExpectColumnValuesToBeBetween(column="feed_rows_over_recent_median", max_value=BAND_HIGH),
+               "全市报送总行数远超近期水平（疑似整批重复报送）",
+               f"feed total: tonight / median of up to {BAND_NIGHTS} prior nights at most {BAND_HIGH}; {skipped}"),
         # a shrunken file under-reports like a missing one, which only warns (freshness): so does this
-        Check(E.ExpectColumnValuesToBeBetween(column="recent_median_over_rows", max_value=BAND_LOW), "warn",
+        warns(E.ExpectColumnValuesToBeBetween(column="recent_median_over_rows", max_value=BAND_LOW),
+              "报送行数远低于该单位近期水平（疑似文件不完整）",
               f"median of up to {BAND_NIGHTS} prior nights / tonight at most {BAND_LOW}; {skipped}"),
     ])
 
@@ -127,7 +168,8 @@ def rejections_suite(feed: str, day: str) -> Suite:
         [
             # rejected rows never reach raw (audit.rejected_rows has them): a file that loses many of them
             # under-reports its reporter, like a missing file, so this warns rather than blocks
-            Check(E.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=REJECTED_SHARE_MAX), "warn",
+            warns(E.ExpectColumnValuesToBeBetween(column="rejected_share", max_value=REJECTED_SHARE_MAX),
+                  "文件中超过一成的记录因格式或编码错误被退回",
                   "rows_rejected / rows_read per file; the rows and reasons are in audit.rejected_rows"),
         ],
     )
@@ -136,8 +178,8 @@ def rejections_suite(feed: str, day: str) -> Suite:
 def raw_suites(day: str) -> list[Suite]:
     """Suites on the night's raw rows. The readers already reject malformed codes, negative amounts and
     bad enums row by row (audit.rejected_rows): the checks of the same rules here are defence in depth
-    against a loader change that lets such rows through, and a failure means raw holds what no reader
-    should have accepted, so they block."""
+    against a loader change that lets such rows through. Each is about rows, not the night: it warns,
+    counts the rows, and the models leave such rows out of the KPIs (macros/row_flags.sql)."""
     E = gx.expectations
     streets = [code for _, code, _ in ref.all_streets()]
     return [
@@ -146,15 +188,15 @@ def raw_suites(day: str) -> list[Suite]:
             f"select *, left(compound_code, 9) as street_code from raw.streets_compounds "
             f"where _service_date = date '{day}'",
             [
-                Check(E.ExpectTableRowCountToBeBetween(min_value=1), "warn"),
-                Check(E.ExpectColumnValuesToNotBeNull(column="compound_code"), "fail"),
+                warns(E.ExpectTableRowCountToBeBetween(min_value=1), "今日无小区台账报送"),
+                warns(E.ExpectColumnValuesToNotBeNull(column="compound_code"), "小区编码为空"),
                 # one row per compound and night: a second workbook with the same compounds would double them
-                Check(E.ExpectColumnValuesToBeUnique(column="compound_code"), "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="street_code", value_set=streets), "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="property_mode",
-                                                    value_set=list(ref.PROPERTY_MODES.values())), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="households", min_value=0), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="building_area_m2", min_value=0), "fail"),
+                warns(E.ExpectColumnValuesToBeUnique(column="compound_code"), "同一小区重复报送"),
+                warns(E.ExpectColumnValuesToBeInSet(column="street_code", value_set=streets), "小区编码不属于任何已知街道"),
+                warns(E.ExpectColumnValuesToBeInSet(column="property_mode", value_set=list(ref.PROPERTY_MODES.values())),
+                      "物业服务方式不在规定类别内"),
+                warns(E.ExpectColumnValuesToBeBetween(column="households", min_value=0), "户数为负数"),
+                warns(E.ExpectColumnValuesToBeBetween(column="building_area_m2", min_value=0), "建筑面积为负数"),
             ],
         ),
         Suite(
@@ -162,18 +204,19 @@ def raw_suites(day: str) -> list[Suite]:
             f"select *, {_local_day('served_at')} as served_day from raw.canteens_meals "
             f"where _service_date = date '{day}'",
             [
-                Check(E.ExpectTableRowCountToBeBetween(min_value=1), "warn"),
-                Check(E.ExpectColumnValuesToNotBeNull(column="record_id"), "fail"),
+                warns(E.ExpectTableRowCountToBeBetween(min_value=1), "今日无社区食堂报送"),
+                warns(E.ExpectColumnValuesToNotBeNull(column="record_id"), "就餐流水号为空"),
                 # a record id twice in one night: the same records delivered twice (e.g. a renamed copy)
-                Check(E.ExpectColumnValuesToBeUnique(column="record_id"), "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="canteen_code",
+                warns(E.ExpectColumnValuesToBeUnique(column="record_id"), "就餐流水号重复（同一记录报送两次）"),
+                warns(E.ExpectColumnValuesToBeInSet(column="canteen_code",
                                                     value_set=list(reference_codes("canteens", "canteen_code"))),
-                      "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="served_day", value_set=[day]), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="price_yuan", min_value=0), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="subsidy_yuan", min_value=0), "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="diner_category",
-                                                    value_set=list(ref.DINER_CATEGORIES.values())), "fail"),
+                      "食堂编码不在食堂名录中"),
+                warns(E.ExpectColumnValuesToBeInSet(column="served_day", value_set=[day]), "就餐时间不在本服务日内"),
+                warns(E.ExpectColumnValuesToBeBetween(column="price_yuan", min_value=0), "实付金额为负数"),
+                warns(E.ExpectColumnValuesToBeBetween(column="subsidy_yuan", min_value=0), "补贴金额为负数"),
+                warns(E.ExpectColumnValuesToBeInSet(column="diner_category",
+                                                    value_set=list(ref.DINER_CATEGORIES.values())),
+                      "人群类别不在规定类别内"),
             ],
         ),
         Suite(
@@ -181,17 +224,19 @@ def raw_suites(day: str) -> list[Suite]:
             f"select *, {_local_day('event_at')} as event_day from raw.assistance_case_events "
             f"where _service_date = date '{day}'",
             [
-                Check(E.ExpectColumnValuesToNotBeNull(column="service_request_id"), "fail"),
+                warns(E.ExpectColumnValuesToNotBeNull(column="service_request_id"), "事项编号为空"),
                 # the reader's record key: the same event twice in one night is a doubled delivery
-                Check(E.ExpectCompoundColumnsToBeUnique(column_list=["service_request_id", "event", "event_at"]),
-                      "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="point_code",
+                warns(E.ExpectCompoundColumnsToBeUnique(column_list=["service_request_id", "event", "event_at"]),
+                      "同一事项环节重复报送"),
+                warns(E.ExpectColumnValuesToBeInSet(column="point_code",
                                                     value_set=list(reference_codes("assistance_points", "point_code"))),
-                      "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="event", value_set=list(ref.CASE_EVENTS)), "fail"),
-                Check(E.ExpectColumnValuesToBeInSet(column="event_day", value_set=[day]), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="people_served", min_value=0), "fail"),
-                Check(E.ExpectColumnValuesToBeBetween(column="satisfaction", min_value=1, max_value=5), "fail"),
+                      "帮代办点编码不在名录中"),
+                warns(E.ExpectColumnValuesToBeInSet(column="event", value_set=list(ref.CASE_EVENTS)),
+                      "事项环节类型不在规定类别内"),
+                warns(E.ExpectColumnValuesToBeInSet(column="event_day", value_set=[day]), "事项环节时间不在本服务日内"),
+                warns(E.ExpectColumnValuesToBeBetween(column="people_served", min_value=0), "服务人数为负数"),
+                warns(E.ExpectColumnValuesToBeBetween(column="satisfaction", min_value=1, max_value=5),
+                      "满意度不在1至5分之间"),
             ],
         ),
         *(row_count_band_suite(feed, day) for feed in BAND_FEEDS),
@@ -216,6 +261,11 @@ DISTRICT_TOTALS = [
 ]
 
 
+# the same condition as macros/row_flags.sql's case_out_of_order()
+CASE_OUT_OF_ORDER = ("(dispatched_at < received_at or resolved_at < received_at "
+                     "or resolved_at < dispatched_at or closed_at < resolved_at)")
+
+
 def mart_suites(schema: str, day: str, tables: dict[str, list[str]]) -> list[Suite]:
     """Suites on the built marts: `tables` maps each table of `schema` to its columns."""
     import re
@@ -230,7 +280,8 @@ def mart_suites(schema: str, day: str, tables: dict[str, list[str]]) -> list[Sui
         suites.append(Suite(
             f"marts_rates_{table}",
             f'select {", ".join(rates)} from {schema}."{table}"{where}',
-            [Check(E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1), "fail") for c in rates],
+            [blocks(E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1), f"比率超出0至1范围（{table}）")
+             for c in rates],
         ))
     if {"mart_city_daily_summary", "mart_street_daily_scorecard"} <= tables.keys():
         parts = [
@@ -240,7 +291,8 @@ def mart_suites(schema: str, day: str, tables: dict[str, list[str]]) -> list[Sui
             for m, cc, sc in CITY_TOTALS
         ]
         suites.append(Suite("marts_street_totals_equal_city", " union all ".join(parts), [
-            Check(E.ExpectColumnValuesToBeBetween(column="difference", min_value=0, max_value=0), "fail"),
+            blocks(E.ExpectColumnValuesToBeBetween(column="difference", min_value=0, max_value=0),
+                   "各街道合计与全市合计不一致"),
         ]))
     district_parts = [
         f"select '{t}.{c}' as measure, d.scope_code, d.{c} - coalesce(sum(s.{c}), 0) as difference "
@@ -251,35 +303,44 @@ def mart_suites(schema: str, day: str, tables: dict[str, list[str]]) -> list[Sui
     ]
     if district_parts:
         suites.append(Suite("marts_street_totals_equal_district", " union all ".join(district_parts), [
-            Check(E.ExpectColumnValuesToBeBetween(column="difference", min_value=0, max_value=0), "fail"),
+            blocks(E.ExpectColumnValuesToBeBetween(column="difference", min_value=0, max_value=0),
+                   "各街道合计与区县合计不一致"),
         ]))
     suites.append(Suite(
         "marts_no_personal_data_columns",
         f"select table_name, column_name from information_schema.columns where table_schema = '{schema}' "
         f"and column_name ~* '{PII_COLUMN_PATTERN}' and column_name not in ('street_name', 'district_name', "
         f"'community_name', 'compound_name', 'scope_name', 'canteen_name')",
-        [Check(E.ExpectTableRowCountToEqual(value=0), "fail")],
+        [blocks(E.ExpectTableRowCountToEqual(value=0), "对外数据表含个人信息字段")],
     ))
+    if "mart_street_daily_scorecard" in tables:
+        # every street has a row for every day built: none means the build lost the night
+        suites.append(Suite(
+            "marts_scorecard_present",
+            f"select street_code from {schema}.mart_street_daily_scorecard where service_date = date '{day}'",
+            [blocks(E.ExpectTableRowCountToBeBetween(min_value=1), "街道日考核表为空")],
+        ))
     if "fct_assistance_case" in tables:
-        # received <= dispatched <= resolved <= closed, for the cases touched that day
+        # received <= dispatched <= resolved <= closed, for the cases touched that day; the same condition
+        # keeps such a case out of the scorecard and city figures (macros/row_flags.sql)
         suites.append(Suite(
             "marts_case_stage_order",
-            f"select service_request_id, (dispatched_at < received_at or resolved_at < received_at "
-            f"or resolved_at < dispatched_at or closed_at < resolved_at) as out_of_order "
+            f"select service_request_id, {CASE_OUT_OF_ORDER} as out_of_order "
             f"from {schema}.fct_assistance_case where received_date = date '{day}' or resolved_date = date '{day}'",
-            [Check(E.ExpectColumnValuesToBeInSet(column="out_of_order", value_set=[False]), "fail")],
+            [warns(E.ExpectColumnValuesToBeInSet(column="out_of_order", value_set=[False]),
+                    "事项各环节时间顺序颠倒（该事项不计入当日指标）")],
         ))
     if "mart_source_freshness" in tables:
         # a reporter that did not submit is reported (email, freshness mart) but does not stop the night
         suites.append(Suite(
             "marts_source_freshness",
             f"select source, reporter_code, missing from {schema}.mart_source_freshness where service_date = date '{day}'",
-            [Check(E.ExpectColumnValuesToBeInSet(column="missing", value_set=[False]), "warn")],
+            [warns(E.ExpectColumnValuesToBeInSet(column="missing", value_set=[False]), "有报送单位未报送")],
         ))
     if "mart_city_daily_summary" in tables:
         suites.append(Suite(
             "marts_city_summary_present",
             f"select * from {schema}.mart_city_daily_summary where service_date = date '{day}'",
-            [Check(E.ExpectTableRowCountToEqual(value=1), "fail")],
+            [blocks(E.ExpectTableRowCountToEqual(value=1), "全市日汇总缺失")],
         ))
     return suites

@@ -137,16 +137,30 @@ def validate_marts(days: list[str], run_id: str) -> dict:
 
 def publish(days: list[str], run_id: str) -> dict:
     """Publish the candidate marts when no 'fail' check failed (raw suites of these days, mart suites of
-    this run); otherwise leave `marts` at the last good night, log the block and fail the task."""
+    this run); otherwise leave `marts` at the last good night, log the block and fail the task. A publish
+    that cannot take its locks within its bound (ingest.publish) is logged `failed` and fails the task."""
 
-    from ingest.publish import publish_candidate
+    from ingest.publish import PublishLockTimeout, publish_candidate
 
     dq = _latest_dq(days)
-    outcome = {"checks": dq["checks"], "failed": dq["failed"], "warnings": dq["warnings"],
-               "data_docs": str(docs) if (docs := _data_docs()) else None,
+    outcome = {**dq, "data_docs": str(docs) if (docs := _data_docs()) else None,
                "status": "blocked" if dq["failed"] else "published"}
+    error = None
     if outcome["status"] == "published":
-        outcome["tables"] = publish_candidate(config.warehouse())
+        try:
+            outcome["tables"] = publish_candidate(config.warehouse())
+        except PublishLockTimeout as err:
+            outcome["status"], outcome["error"], error = "failed", str(err), err
+    _log_publish(days, run_id, outcome)
+    if error is not None:
+        raise error
+    if outcome["status"] == "blocked":
+        raise RuntimeError(f"publish blocked for {', '.join(days)}: {len(outcome['failed'])} failing checks: "
+                           + "; ".join(outcome["failed"][:10]))
+    return outcome
+
+
+def _log_publish(days: list[str], run_id: str, outcome: dict) -> None:
     with config.connect_as(config.PUBLISHER) as conn:
         for day in days:
             conn.execute(
@@ -155,10 +169,6 @@ def publish(days: list[str], run_id: str) -> dict:
                 (day, run_id, outcome["status"], outcome["checks"], len(outcome["failed"]), len(outcome["warnings"]),
                  json.dumps(outcome, ensure_ascii=False)),
             )
-    if outcome["status"] == "blocked":
-        raise RuntimeError(f"publish blocked for {', '.join(days)}: {len(outcome['failed'])} failing checks: "
-                           + "; ".join(outcome["failed"][:10]))
-    return outcome
 
 
 def publish_outcome(days: list[str]) -> dict:
@@ -169,7 +179,10 @@ def publish_outcome(days: list[str]) -> dict:
                            "order by logged_at desc limit 1", (days,)).fetchone()
     if row:
         return row[0]
-    return {"status": "blocked", "failed": ["build_failed: 本次构建未完成，未进行发布检查"], "checks": 0}
+    # no publish step ran (the dbt build failed or was not reached): the checks that did run, and why
+    dq = _latest_dq(days)
+    build = {"label": "build_failed", "severity": "fail", "zh": "本次数据构建未完成，未进行发布检查"}
+    return {**dq, "status": "blocked", "failed": [*dq["failed"], build["label"]], "issues": [*dq["issues"], build]}
 
 
 def _data_docs() -> Path | None:
@@ -185,16 +198,19 @@ def _latest_dq(days: list[str]) -> dict:
     with config.connect_as(config.PUBLISHER) as conn:
         rows = conn.execute(
             """select distinct on (suite, expectation, coalesce(column_name, ''), service_date)
-                      suite, expectation, column_name, severity, success
+                      suite, expectation, column_name, severity, success, unexpected_count, details ->> 'zh'
                from audit.dq_results where service_date = any(%s::date[])
                order by suite, expectation, coalesce(column_name, ''), service_date, checked_at desc""",
             (days,),
         ).fetchall()
-    label = [check_label(s, e, c) for s, e, c, _, _ in rows]
+    # what failed, with the check's Chinese description (expectations/suites.py) for the email
+    issues = [{"label": check_label(s, e, c), "severity": sev, "unexpected_count": n, "zh": zh}
+              for s, e, c, sev, ok, n, zh in rows if not ok]
     return {
         "checks": len(rows),
-        "failed": [lbl for lbl, r in zip(label, rows, strict=True) if not r[4] and r[3] == "fail"],
-        "warnings": [lbl for lbl, r in zip(label, rows, strict=True) if not r[4] and r[3] == "warn"],
+        "failed": [i["label"] for i in issues if i["severity"] == "fail"],
+        "warnings": [i["label"] for i in issues if i["severity"] == "warn"],
+        "issues": issues,
     }
 
 

@@ -1,7 +1,8 @@
 """The figures an official's summary shows, read from the marts as gov_bi_reader (what BI sees).
 
 Every scope (city, district, street) is computed the same way: street rows of the scorecard and
-coverage marts, summed over the scope, rates recomputed from their numerators.
+coverage marts, summed over the scope, rates recomputed from their numerators. Before the first
+publish the marts do not exist: the report then has no figures (and says so), it does not fail.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from psycopg.rows import dict_row
 from ingest.config import BI_READER, ConnInfo, connect_as
 
 TREND_DAYS = 30
+# what the figures read: all of them exist once a night has been published
+PUBLISHED_TABLES = ("marts.mart_street_daily_scorecard", "marts.mart_property_coverage", "marts.mart_party_coverage",
+                    "marts.dim_district", "marts.dim_street")
 COUNT_KEYS = ("cases_received", "cases_resolved", "cases_backlog", "cases_escalated", "people_served",
               "canteen_person_times")
 
@@ -41,7 +45,9 @@ class ScopeReport:
     days: dict[date, dict] = field(default_factory=dict)  # day -> KPI row, last TREND_DAYS days
     breakdown: list[dict] = field(default_factory=list)  # districts (city) or streets (district)
     attention: list[dict] = field(default_factory=list)
-    submissions: list[dict] = field(default_factory=list)
+    submissions: list[dict] = field(default_factory=list)  # per source, from the ledger (reports.night)
+    notes: list[str] = field(default_factory=list)  # the night's status in plain Chinese (reports.night)
+    published: bool = True  # False before the first publish: `marts` has no tables yet
 
     @property
     def today(self) -> dict | None:
@@ -116,12 +122,15 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
     where, args = scope.filter_sql()
     scope_where, _ = scope.filter_sql(street_column="scope_code")
     with connect_as(BI_READER, wh, row_factory=dict_row) as conn:
+        report.published = all(conn.execute("select to_regclass(%s) is not null as found", (t,)).fetchone()["found"]
+                               for t in PUBLISHED_TABLES)
+        if not report.published:
+            return report
         rows = conn.execute(KPI_SQL.format(where=where, where_scope=scope_where),
                             (*args, first, day, *args, first, day, *args, first, day)).fetchall()
         report.days = {r["service_date"]: _kpis(r) for r in rows}
         report.breakdown = _breakdown(conn, scope, day)
         report.attention = _attention(conn, scope, day)
-        report.submissions = _submissions(conn, scope, day)
     return report
 
 
@@ -167,15 +176,3 @@ def _attention(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
     out = [{**r, "reason": "解决不隔夜率最低"} for r in lowest]
     out += [{**r, "reason": "积压事项最多"} for r in backlog]
     return out
-
-
-def _submissions(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
-    """Per source: reporters expected, received, missing and late (from mart_source_freshness)."""
-    where, args = scope.filter_sql()
-    return conn.execute(
-        f"""select source, count(*) as expected, count(*) filter (where received) as received,
-                   count(*) filter (where late) as late,
-                   array_agg(reporter_code order by reporter_code) filter (where not received) as missing
-            from marts.mart_source_freshness where {where} and service_date = %s group by source order by source""",
-        (*args, day),
-    ).fetchall()

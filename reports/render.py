@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from reports.figures import ScopeReport
+from reports.night import submission_line
 
 LEVEL_NAMES = {"city": "全市", "district": "区县", "street": "街道"}
 # (key, label, kind): kind decides formatting
@@ -22,7 +23,6 @@ KEY_FIGURES = [
     ("party_org_coverage_rate", "党组织覆盖率", "rate"),
     ("owners_committee_coverage_rate", "业委会（物管会）覆盖率", "rate"),
 ]
-SOURCE_NAMES = {"streets": "街道小区台账", "canteens": "社区食堂", "assistance": "帮代办点"}
 CHART_CID = "trend-chart"
 
 RED, GREY, LINE = "#b91c1c", "#6b7280", "#e5e7eb"
@@ -47,7 +47,7 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
     lines = [subject(report), ""]
     today, prev, week = report.today, report.previous or {}, report.week_avg or {}
     if today is None:
-        lines.append("本服务日暂无数据。")
+        lines.append(no_figures(report))
     else:
         for key, label, kind in KEY_FIGURES:
             lines.append(f"{label}：{fmt(today.get(key), kind)}（前一日 {fmt(prev.get(key), kind)}，"
@@ -63,31 +63,28 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
         for r in report.attention:
             lines.append(f"  {r['street_name']}（{r['reason']}）：不隔夜率 {fmt(r['overnight_resolution_rate'], 'rate')}，"
                          f"积压 {fmt(r['cases_backlog'])}")
+    if report.notes:
+        lines += ["", "数据情况："] + [f"  {note}" for note in report.notes]
     if report.submissions:
         lines += ["", "报送情况："]
         for s in report.submissions:
-            lines.append(f"  {_submission_line(s)}")
+            lines.append(f"  {submission_line(s)}")
     lines += ["", f"数据质量：{dq_line}"]
     lines += [f"{label}：{url}" for label, url in links.items()]
     lines += ["", "本邮件由社区治理数据平台自动生成，不含个人信息。"]
     return "\n".join(lines)
 
 
-def _submission_line(s: dict) -> str:
-    missing = s.get("missing") or []
-    shown = "、".join(missing[:5]) + ("等" if len(missing) > 5 else "")
-    line = f"{SOURCE_NAMES.get(s['source'], s['source'])}：应报 {s['expected']}，已报 {s['received']}"
-    if s.get("late"):
-        line += f"，迟报 {s['late']}"
-    if missing:
-        line += f"，未报 {len(missing)}（{shown}）"
-    return line
+def no_figures(report: ScopeReport) -> str:
+    if not report.published:
+        return "尚无已发布的数据（平台首次运行，或至今没有一个服务日通过发布检查）。"
+    return "本服务日暂无已发布的数据。"
 
 
 def _key_figures_html(report: ScopeReport) -> str:
     today, prev, week = report.today, report.previous or {}, report.week_avg or {}
     if today is None:
-        return f'<tr><td colspan="4" style="{CELL}">本服务日暂无数据。</td></tr>'
+        return f'<tr><td colspan="4" style="{CELL}">{escape(no_figures(report))}</td></tr>'
     rows = []
     for key, label, kind in KEY_FIGURES:
         rows.append(
@@ -133,8 +130,11 @@ def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_c
             ["街道", "原因", "不隔夜率", "积压"],
             [[r["street_name"], r["reason"], fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"])]
              for r in report.attention])))
+    if report.notes:
+        sections.append(_section("数据情况", "".join(
+            f'<div style="font-size:13px;padding:2px 0;">{escape(note)}</div>' for note in report.notes)))
     if report.submissions:
-        items = "".join(f'<div style="font-size:13px;padding:2px 0;">{escape(_submission_line(s))}</div>'
+        items = "".join(f'<div style="font-size:13px;padding:2px 0;">{escape(submission_line(s))}</div>'
                         for s in report.submissions)
         sections.append(_section("报送情况", items))
     link_html = " · ".join(f'<a href="{escape(url)}" style="color:{RED};">{escape(label)}</a>' for label, url in links.items())

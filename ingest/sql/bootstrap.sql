@@ -167,6 +167,8 @@ create table if not exists audit.dq_results (
 );
 create index if not exists dq_results_day on audit.dq_results (service_date, suite);
 
+-- The send ledger (reports/send.py): a row is the claim, inserted before the message goes to the relay;
+-- status claimed -> sent, or unconfirmed when a run died between the two (never re-sent automatically).
 create table if not exists audit.summary_sends (
   service_date   date not null,
   recipient_key  text not null,
@@ -174,10 +176,29 @@ create table if not exists audit.summary_sends (
   scope_code     text not null,
   message_id     text not null,
   subject        text not null,
-  sent_at        timestamptz not null default now(),
+  status         text not null default 'sent' check (status in ('claimed', 'sent', 'unconfirmed')),
+  claimed_at     timestamptz not null default now(),
+  sent_at        timestamptz,
   primary key (service_date, recipient_key)
 );
-comment on table audit.summary_sends is 'Send ledger of the morning summary: one message per recipient per service day.';
+-- Warehouses bootstrapped before the claim (2026-12-01) recorded only sent messages: their rows are
+-- 'sent'. Changed once, checked in the catalog first so that a night's bootstrap takes no lock.
+do $$
+begin
+  if not exists (select from pg_attribute where attrelid = 'audit.summary_sends'::regclass and attname = 'status'
+                 and not attisdropped) then
+    alter table audit.summary_sends
+      add column status text not null default 'sent' check (status in ('claimed', 'sent', 'unconfirmed')),
+      add column claimed_at timestamptz not null default now(),
+      alter column sent_at drop not null,
+      alter column sent_at drop default;
+    update audit.summary_sends set claimed_at = sent_at;
+  end if;
+end $$;
+comment on table audit.summary_sends is 'Send ledger of the morning summary: one message per recipient per service day, claimed before it is sent.';
+comment on column audit.summary_sends.status is 'claimed: about to be / being sent; sent: the relay accepted it; unconfirmed: claimed, never confirmed (a run died): not re-sent automatically.';
+-- the reporter confirms its claims (update) and withdraws one the relay refused outright (delete)
+grant update (status, sent_at), delete on audit.summary_sends to gov_reporter;
 
 -- Raw feeds: typed, append-only, PII already hashed by the reader.
 create table if not exists raw.streets_compounds (
@@ -322,15 +343,24 @@ set role gov_owner;
 create table if not exists audit.publish_log (
   service_date  date not null,
   run_id        text not null,
-  status        text not null check (status in ('published', 'blocked')),
+  status        text not null check (status in ('published', 'blocked', 'failed')),
   checks        integer not null default 0,
   failed        integer not null default 0,
   warnings      integer not null default 0,
   detail        jsonb,
   logged_at     timestamptz not null default now()
 );
+-- 'failed' (the publish could not take its locks in time) is newer than the table: widened once
+do $$
+begin
+  if exists (select from pg_constraint where conrelid = 'audit.publish_log'::regclass
+             and conname = 'publish_log_status_check' and pg_get_constraintdef(oid) not like '%failed%') then
+    alter table audit.publish_log drop constraint publish_log_status_check,
+      add constraint publish_log_status_check check (status in ('published', 'blocked', 'failed'));
+  end if;
+end $$;
 create index if not exists publish_log_day on audit.publish_log (service_date);
-comment on table audit.publish_log is 'Write-audit-publish outcome of each build: published, or blocked by failing checks.';
+comment on table audit.publish_log is 'Write-audit-publish outcome of each build: published, blocked by failing checks, or failed (could not take its locks in time).';
 grant select on audit.publish_log to gov_transformer;
 reset role;
 

@@ -1,6 +1,8 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date',
           on_schema_change='fail') }}
 -- One row per canteen and service day. Nightly: the night's day is deleted and rebuilt from its records.
+-- Meals flagged by canteen_meal_counts (served on another day, negative money, unknown canteen) are kept
+-- in staging and counted by the GX checks, not here (macros/row_flags.sql).
 select
     m.service_date,
     m.canteen_code,
@@ -19,7 +21,8 @@ select
     coalesce(sum(m.subsidy_yuan), 0)::numeric(14, 2) as subsidy_yuan,
     coalesce(sum(m.price_yuan), 0)::numeric(14, 2) as paid_yuan
 from {{ ref('stg_canteens__meals') }} as m
+where {{ canteen_meal_counts('m') }}
 {% if nightly() -%}
-where m.service_date = {{ service_date_literal() }}
+and m.service_date = {{ service_date_literal() }}
 {%- endif %}
 group by m.service_date, m.canteen_code

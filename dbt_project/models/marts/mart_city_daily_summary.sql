@@ -42,13 +42,14 @@ diners as materialized (
         d.service_date,
         (
             select count(distinct m.diner_card_hash) from {{ ref('stg_canteens__meals') }} as m
-            where m.service_date = d.service_date
+            where m.service_date = d.service_date and {{ canteen_meal_counts('m') }}
         ) as canteen_distinct_diners
     from days as d
 ),
 
 cases as (
-    select * from {{ ref('fct_assistance_case') }}
+    -- a case whose stages are out of order (or of an unknown point) is not counted (macros/row_flags.sql)
+    select * from {{ ref('fct_assistance_case') }} as c where {{ case_counts('c') }}
 ),
 
 received as (

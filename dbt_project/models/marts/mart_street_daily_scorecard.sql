@@ -14,7 +14,8 @@ grid as (
 ),
 
 cases as (
-    select * from {{ ref('fct_assistance_case') }}
+    -- a case whose stages are out of order (or of an unknown point) is not counted (macros/row_flags.sql)
+    select * from {{ ref('fct_assistance_case') }} as c where {{ case_counts('c') }}
 ),
 
 received as (
