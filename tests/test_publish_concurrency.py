@@ -159,3 +159,33 @@ def test_first_publish_creates_the_marts_and_a_changed_table_is_replaced(fresh_w
 def test_nothing_to_publish_is_a_clear_error(fresh_warehouse):
     with pytest.raises(RuntimeError, match="nothing to publish"):
         publish_candidate(fresh_warehouse)
+
+
+def test_a_publish_that_times_out_is_logged_failed_and_the_email_says_so(fresh_warehouse, monkeypatch):
+    """Through the pipeline step the DAG runs: the lock timeout fails the task, `audit.publish_log`
+    records `failed`, and the outcome the email reads says the publish step failed (not 'blocked')."""
+    from ingest import pipeline
+    from reports import night
+
+    wh = fresh_warehouse
+    monkeypatch.setenv("WAREHOUSE_URL", wh.sqlalchemy_url())
+    monkeypatch.setenv("GOV_PUBLISH_LOCK_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("GOV_PUBLISH_ATTEMPTS", "2")
+    monkeypatch.setenv("GOV_PUBLISH_RETRY_DELAY_S", "0.1")
+    build_candidate(wh, night=1, rows=3)
+    publish_candidate(wh)
+    build_candidate(wh, night=2, rows=4)
+    blocker = psycopg.connect(wh.conninfo(), application_name="long-alter")
+    try:
+        blocker.execute("begin")
+        blocker.execute("lock table marts.mart_city_daily_summary in access exclusive mode")
+        with pytest.raises(PublishLockTimeout, match="2 attempts"):
+            pipeline.publish(["2023-11-06"], run_id="locked")
+    finally:
+        blocker.close()
+    with psycopg.connect(wh.conninfo()) as conn:
+        assert conn.execute("select status, detail ->> 'error' like '%long-alter%' from audit.publish_log "
+                            "where run_id = 'locked'").fetchall() == [("failed", True)]
+    outcome = pipeline.publish_outcome(["2023-11-06"])
+    assert outcome["status"] == "failed"
+    assert night.publication_lines(outcome)[0].startswith("本服务日数据未能发布（发布步骤故障")
