@@ -41,14 +41,16 @@ def gov_publish():
 
         return pipeline.validate_marts(days, run_id=get_current_context()["run_id"])
 
-    # a blocked publish fails the run on purpose: no retries, `marts` keeps the last good night
+    # a blocked publish fails the run on purpose: no retries, `marts` keeps the last good night. Lock waits
+    # are retried inside the step, each bounded (ingest/publish.py), so a task retry would add nothing
     @task(pool=WAREHOUSE_POOL, outlets=[MARTS], retries=0)
     def publish(days: list[str]) -> dict:
         from ingest import pipeline
 
         return pipeline.publish(days, run_id=get_current_context()["run_id"])
 
-    # officials hear about the night whatever happened to it (a blocked night is reported as such)
+    # officials hear about the night whatever happened to it (blocked, failed, nothing published yet);
+    # the send ledger keeps its retries and re-runs from mailing anyone twice (reports/send.py)
     @task(pool=WAREHOUSE_POOL, trigger_rule="all_done")
     def send_summary(days: list[str]) -> list[str]:
         from ingest import pipeline
