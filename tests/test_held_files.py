@@ -249,13 +249,6 @@ def test_a_newer_good_file_supersedes_a_held_one(fresh_warehouse, tmp_path):
     assert raw_rows(wh, "canteens_meals") == n
 
 
-@pytest.mark.parametrize("status", ["held", "released", "rejected"])
-def test_the_ledger_takes_the_new_statuses(fresh_warehouse, status):
-    with psycopg.connect(fresh_warehouse.conninfo()) as conn:
-        conn.execute("insert into audit.load_ledger (source, file_path, status) values ('canteens', 'x', %s)",
-                     (status,))
-
-
 def test_marts_keep_the_last_good_data_while_held_and_take_the_released_file(fresh_warehouse, tmp_path):
     """Through dbt: while a canteen's shrunk re-delivery is held its day in fct_canteen_day keeps the first
     version's figures; released, the day's rebuild (what `make run DAY=…` runs) takes the new file's."""
@@ -284,3 +277,24 @@ def test_marts_keep_the_last_good_data_while_held_and_take_the_released_file(fre
     assert done.returncode == 0, done.stderr
     after = person_times()
     assert after == {**{c: n for c, n in meals.items() if n}, code: 5}
+
+
+def test_a_ledger_from_before_held_files_is_upgraded_by_the_bootstrap(fresh_warehouse):
+    """A warehouse bootstrapped before held files: no decision columns, the old status list. The next
+    bootstrap adds them once; a row of every new status is then accepted."""
+    from ingest.bootstrap import bootstrap
+
+    wh = fresh_warehouse
+    with psycopg.connect(wh.conninfo()) as conn:
+        conn.execute("alter table audit.load_ledger drop column decided_by, drop column decided_at, "
+                     "drop column decision_note, drop constraint load_ledger_status_check")
+        conn.execute("alter table audit.load_ledger add constraint load_ledger_status_check check (status in "
+                     "('loading', 'loaded', 'skipped_duplicate', 'replaced', 'quarantined', 'failed'))")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("insert into audit.load_ledger (source, file_path, status) values ('canteens', 'x', 'held')")
+    bootstrap(wh)
+    bootstrap(wh)  # and again: nothing more to do
+    with psycopg.connect(wh.conninfo()) as conn:
+        for status in ("held", "released", "rejected"):
+            conn.execute("insert into audit.load_ledger (source, file_path, status, decided_by, decided_at, "
+                         "decision_note) values ('canteens', 'x', %s, 'a', now(), 'b')", (status,))
