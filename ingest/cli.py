@@ -43,10 +43,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
             from ingest.messy import write_messy_night
 
             print(write_messy_night(scenario, day, out).summary())
-            continue
-        night = scenario.write_night(day, out)
-        print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
-              f"{len(night.events)} case events) in {out}")
+        else:
+            night = scenario.write_night(day, out)
+            print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
+                  f"{len(night.events)} case events) in {out}")
+        if args.oddities:
+            from ingest.landing import escaped
+            from ingest.messy import write_landing_oddities
+
+            for case in write_landing_oddities(scenario, day, out, out.parent / f"{out.name}-outside"):
+                print(f"  {case.kind:14} {escaped(case.path.name):28} -> quarantined ({case.quarantine_reason})")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -221,6 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--messy", action="store_true",
                    help="make some reporters' files messy as real offices send them (ingest/messy.py); also "
                         "delivers the previous day's late and revised files")
+    g.add_argument("--oddities", action="store_true",
+                   help="also lay over each night's canteen folder what landing zones collect (copies, a prefix, a "
+                        "name that is not UTF-8, a link to a file outside, a folder, an empty file): each is refused "
+                        "with a ledger row (ingest/landing.py). Into a fresh --out: a folder and a link take the "
+                        "place of two canteens' files")
     r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
     r.add_argument("--day", required=True)
     r.add_argument("--to")
