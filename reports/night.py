@@ -86,9 +86,9 @@ def publication_lines(outcome: dict) -> list[str]:
         lines = ["本服务日数据已通过检查并发布。"]
     elif status == "blocked":
         reasons = "；".join(_issue(i) for i in blocking) or "；".join(outcome.get("failed_zh") or []) or "构建未完成"
-        lines = [f"本服务日数据未发布（被阻断），原因：{reasons}。以下数字为最近一次已发布的数据。"]
+        lines = [f"本服务日数据未发布（被阻断），原因：{reasons}。"]
     elif status == "failed":
-        lines = ["本服务日数据未能发布（发布步骤故障，数据管理员正在处理）。以下数字为最近一次已发布的数据。"]
+        lines = ["本服务日数据未能发布（发布步骤故障，数据管理员正在处理）。"]
     else:
         lines = ["本服务日数据尚未发布。"]
     if warning:

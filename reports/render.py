@@ -78,7 +78,7 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
 def no_figures(report: ScopeReport) -> str:
     if not report.published:
         return "尚无已发布的数据（平台首次运行，或至今没有一个服务日通过发布检查）。"
-    return "本服务日暂无已发布的数据。"
+    return "本服务日暂无已发布的数据；趋势图为此前已发布的数据。"
 
 
 def _key_figures_html(report: ScopeReport) -> str:
