@@ -225,13 +225,16 @@ class _PinnedPath(PosixPath):
 @contextmanager
 def pinned(path: Path, folder_fd: int | None = None) -> Iterator[tuple[Path, int]]:
     """Open the landed file `path` (relative to `folder_fd` when given) without following a link, check
-    it is a regular file, and give (a path that reads exactly that open file, its size). Raises Refused.
+    it is a regular file, and give (a path that reads exactly that open file, its size). Raises Refused
+    (a link, not a regular file, gone).
 
     Readers open the path they are given; the given path leads to the open descriptor (/proc/self/fd),
     so whatever is renamed or linked at `path` meanwhile is never read."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a pipe must not hang us
     try:
         fd = os.open(path.name if folder_fd is not None else path, flags, dir_fd=folder_fd)
+    except FileNotFoundError:
+        raise Refused("missing_file", f"{escaped(path.name)}: the file went away before it was read") from None
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise Refused("symlink", f"{escaped(path.name)}: {entry_problem(stat.S_IFLNK)}") from None

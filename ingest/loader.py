@@ -113,9 +113,6 @@ def load_file(conn: psycopg.Connection, source: str, day: date, path: Path, fold
             return _load_pinned(conn, SPECS[source], day, readable, size, hold_checks)
     except zone.Refused as err:
         return refuse(conn, source, day, zone.Refusal(str(path), path.stem, err.reason_code, str(err)))
-    except FileNotFoundError:
-        return refuse(conn, source, day, zone.Refusal(str(path), path.stem, "missing_file",
-                                                      f"{path.name}: the file went away before it was read"))
 
 
 def _load_pinned(conn: psycopg.Connection, spec: FeedSpec, day: date, path: Path, size: int,

@@ -225,3 +225,11 @@ def test_a_night_with_these_files_publishes_every_genuine_row(fresh_warehouse, s
                 (DAY,))
     assert {r["reporter_code"] for r in missing} == displaced
     assert len(q(wh, "select 1 from audit.load_ledger where status = 'quarantined'")) == len(cases)
+
+
+def test_a_file_gone_before_its_reading_is_refused_with_a_reason(tmp_path):
+    with pytest.raises(landing.Refused) as refused:
+        with landing.pinned(tmp_path / "CT140105001001.csv"):
+            pass
+    assert (refused.value.reason_code, str(refused.value)) == (
+        "missing_file", "CT140105001001.csv: the file went away before it was read")
