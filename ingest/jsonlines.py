@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from ingest import normalize as n
 from ingest import pii
 from ingest.feeds import FeedSpec, Rejection, safe_record, storable_text
-from ingest.readers import UnreadableFile, looks_binary
+from ingest.readers import SCAN_CHUNK, UNDECODABLE, EncodingVote, UnreadableFile, looks_binary
 from ingest.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one
@@ -95,14 +95,16 @@ def read_jsonl(spec: FeedSpec, path: Path) -> Iterator[tuple[int, list[Any]] | R
     with f:
         head = f.read(4096)
         _check_text(path, head)
-        f.seek(len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0)
-        start = head.removeprefix(codecs.BOM_UTF8).lstrip()
+        bom = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+        encoding = "utf-8" if bom else _encoding(path, f)
+        f.seek(bom)
+        start = head[bom:].lstrip()
         if start[:1] == b"[":
-            yield from _document(keys, path, f, array=True)
+            yield from _document(keys, path, f, encoding, array=True)
         elif start.split(b"\n", 1)[0].strip() == b"{":  # a pretty printer's first line: no JSON Lines
-            yield from _document(keys, path, f, array=False)
+            yield from _document(keys, path, f, encoding, array=False)
         else:
-            yield from _lines(keys, path, f)
+            yield from _lines(keys, path, f, encoding)
 
 
 def _check_text(path: Path, head: bytes) -> None:
@@ -115,7 +117,23 @@ def _check_text(path: Path, head: bytes) -> None:
                              "binary file, not UTF-8 JSON Lines")
 
 
-def _lines(keys: KeyMap, path: Path, f: BinaryIO) -> Iterator[tuple[int, list[Any]] | Rejection]:
+def _encoding(path: Path, f: BinaryIO) -> str:
+    """UTF-8 (the contract), unless most of the file's non-ASCII lines are GB18030 (a Chinese system's
+    export): then the file is read as GB18030 rather than every line rejected. Decided as for a CSV
+    (readers.EncodingVote), on the first lines of the file."""
+    vote = EncodingVote()
+    f.seek(0)
+    while (chunk := f.read(SCAN_CHUNK)) and not vote.decided:
+        vote.feed(chunk)
+    vote.feed(b"", final=True)
+    encoding = vote.encoding()
+    if encoding == UNDECODABLE:
+        raise UnreadableFile("bad_encoding", f"{path.name}: most lines are neither UTF-8 nor GB18030 "
+                             "(or hold NUL bytes): not a JSON Lines text file")
+    return encoding
+
+
+def _lines(keys: KeyMap, path: Path, f: BinaryIO, encoding: str) -> Iterator[tuple[int, list[Any]] | Rejection]:
     offset = f.tell()
     row = 0
     while raw := f.readline(MAX_LINE_BYTES + 1):
@@ -128,7 +146,7 @@ def _lines(keys: KeyMap, path: Path, f: BinaryIO) -> Iterator[tuple[int, list[An
             continue
         if not raw.strip():
             continue
-        yield _line(keys, path, row, raw, start)
+        yield _line(keys, path, row, raw, start, encoding)
 
 
 def _skip_line(f: BinaryIO) -> int:
@@ -141,16 +159,17 @@ def _skip_line(f: BinaryIO) -> int:
     return skipped
 
 
-def _line(keys: KeyMap, path: Path, row: int, raw: bytes, start: int) -> tuple[int, list[Any]] | Rejection:
+def _line(keys: KeyMap, path: Path, row: int, raw: bytes, start: int, encoding: str
+          ) -> tuple[int, list[Any]] | Rejection:
     nul = raw.find(b"\x00")
     if nul >= 0:
         return _reject(path, row, None, "bad_character", f"a NUL byte at byte {start + nul} of the file",
                        _malformed_record(keys, raw.replace(b"\x00", b"")))
     try:
-        line = raw.decode().strip()
+        line = raw.decode(encoding).strip()
     except UnicodeDecodeError as err:
         return _reject(path, row, None, "bad_encoding",
-                       f"not UTF-8 from byte {start + err.start} of the file (0x{raw[err.start]:02x})",
+                       f"not {_label(encoding)} from byte {start + err.start} of the file (0x{raw[err.start]:02x})",
                        _malformed_record(keys, raw))
     try:
         obj = _DECODER.decode(line)
@@ -163,7 +182,12 @@ def _line(keys: KeyMap, path: Path, row: int, raw: bytes, start: int) -> tuple[i
     return _record(keys, path, row, obj)
 
 
-def _document(keys: KeyMap, path: Path, f: BinaryIO, array: bool) -> Iterator[tuple[int, list[Any]] | Rejection]:
+def _label(encoding: str) -> str:
+    return "GB18030" if encoding == "gb18030" else "UTF-8"
+
+
+def _document(keys: KeyMap, path: Path, f: BinaryIO, encoding: str, array: bool
+              ) -> Iterator[tuple[int, list[Any]] | Rejection]:
     """A file holding one JSON array of events (a GeoReport response, an export 'as JSON'), or events as
     pretty-printed objects one after another (`jq .` output): each record is a row. Read whole (its
     records cannot be found line by line), so only up to MAX_ARRAY_BYTES; a broken one cannot be split
@@ -174,9 +198,10 @@ def _document(keys: KeyMap, path: Path, f: BinaryIO, array: bool) -> Iterator[tu
         raise UnreadableFile("json_file_too_large", f"{path.name}: {what} larger than {MAX_ARRAY_BYTES >> 20} "
                              "MiB; send JSON Lines (one event per line) instead")
     try:
-        text = data.decode()
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise UnreadableFile("bad_encoding", f"{path.name}: {what}, not UTF-8 (byte {err.start})") from None
+        raise UnreadableFile("bad_encoding", f"{path.name}: {what}, not {_label(encoding)} (byte {err.start})"
+                             ) from None
     try:
         for row, obj in enumerate(_array_values(text) if array else _object_values(text), start=1):
             yield _record(keys, path, row, obj)

@@ -272,7 +272,7 @@ class EncodingVote:
             self.carry = data
             return
         data, self.carry = (data[:cut], data[cut:]) if cut else (data, b"")
-        if self.utf8 + self.other + self.nul >= VOTE_LINES:
+        if self.decided:
             return  # the first lines decided
         self.lines += data.count(b"\n") + (final and not data.endswith(b"\n") and bool(data))
         if data.isascii() and b"\x00" not in data:
@@ -307,6 +307,11 @@ class EncodingVote:
             else:
                 self.utf8 += 1
 
+    @property
+    def decided(self) -> bool:
+        """Whether the first VOTE_LINES non-ASCII lines have been seen: later chunks change nothing."""
+        return self.utf8 + self.other + self.nul >= VOTE_LINES
+
     def encoding(self) -> str:
         """The file's encoding, given that it is not entirely valid UTF-8 (or holds NUL bytes)."""
         if self.nul * 2 > max(self.lines, 1):
@@ -315,7 +320,9 @@ class EncodingVote:
             return "utf-8"  # mostly UTF-8 (or only NUL lines wrong): the odd lines are rejected row by row
         if self.gb18030 * 2 >= self.other:
             return "gb18030"
-        return UNDECODABLE
+        if (self.other - self.gb18030) * 2 > self.lines:
+            return UNDECODABLE  # most of the file is neither
+        return "utf-8"  # a few lines are neither (a stray byte): rejected row by row
 
 
 def scan(path: Path) -> FileScan:

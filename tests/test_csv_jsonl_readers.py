@@ -130,6 +130,32 @@ def test_encoding_vote_counts_non_ascii_lines():
     assert vote(b"abc\n" * 500 + "号\n".encode("gb18030")) == "gb18030"  # ASCII lines do not vote
     assert vote("午,老年人\n".encode("utf-16-le") * 5) == readers.UNDECODABLE  # NUL on every line
     assert vote(b"\xff\xfe\x80\n" * 5) == readers.UNDECODABLE  # neither UTF-8 nor GB18030
+    assert vote(b"abc\n" * 5 + b"\xff\n") == "utf-8"  # one line that is neither, among ASCII ones
+
+
+def test_one_stray_byte_that_is_no_text_at_all_rejects_one_row(tmp_path):
+    """An ASCII file (English header, English values) with one byte that neither UTF-8 nor GB18030 reads:
+    one rejected row, not a quarantined file; the same for a point's JSON Lines."""
+    header = ",".join(c.name for c in CANTEENS.columns)
+    lines = [",".join(meal(i, "cash")).replace("午", "lunch").replace("老年人", "elderly") for i in range(1, 21)]
+    lines[6] = lines[6].replace("cash", "ca@@sh")
+    path = write(tmp_path, (header + "\n" + "\n".join(lines) + "\n").encode().replace(b"@@", b"\xff"), "a.csv")
+    rows, rejected = split(read(CANTEENS, path))
+    assert rejected == [(8, "payment_method", "bad_encoding")] and sorted(rows) == [r for r in range(2, 22) if r != 8]
+    events = [json.dumps(event(f"SR{i}")) for i in range(1, 6)]
+    events[2] = events[2].replace("SR3", "SR3\xff")
+    path = write(tmp_path, ("\n".join(events) + "\n").encode("latin-1"), "p.jsonl")
+    rows, rejected = split(read(ASSISTANCE, path))
+    assert rejected == [(3, None, "bad_encoding")] and sorted(rows) == [1, 2, 4, 5]
+
+
+def test_a_gb18030_json_lines_file_is_read_as_gb18030(tmp_path):
+    lines = [json.dumps(event(f"SR{i}", handler="网格员", status_notes="已上门"), ensure_ascii=False)
+             for i in range(1, 5)]
+    path = write(tmp_path, ("\n".join(lines) + "\n").encode("gb18030"), f"{POINT}.jsonl")
+    rows, rejected = split(read(ASSISTANCE, path))
+    assert rejected == [] and rows == {i: values(event(f"SR{i}", handler="网格员", status_notes="已上门"))
+                                       for i in range(1, 5)}
 
 
 # ---------------------------------------------------------------- CSV: NUL, UTF-16, binary
@@ -293,7 +319,7 @@ def test_over_long_line_is_rejected_and_never_read_whole(tmp_path):
         tracemalloc.stop()
     rows, rejected = split(items)
     assert sorted(rows) == [1, 3] and rejected == [(2, None, "line_too_long")]
-    assert peak < 4 * jsonlines.MAX_LINE_BYTES  # a line is read a bounded piece at a time
+    assert peak < 10 << 20  # a line is read a bounded piece at a time (the encoding vote's chunks too)
 
 
 def test_utf16_jsonl_is_quarantined(tmp_path):
