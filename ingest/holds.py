@@ -156,12 +156,18 @@ def release(conn: psycopg.Connection, load_id: int, note: str, by: str | None = 
     """Load a held file as it is (no reporter-level checks), in one transaction with the decision: it
     replaces the version in place like any revision. The file must still be at its ledger path with the
     content that was held; otherwise nothing changes (NotHeld). Returns the load's FileResult."""
-    from ingest import loader  # here: the loader imports this module for its checks
+    from ingest import config, loader  # here: the loader imports this module for its checks
+    from ingest import landing as zone
 
     with conn.transaction():
         held = _take_held(conn, load_id)
         _decide(conn, held, "released", by, note)
-        result = loader.load_file(conn, held.source, held.service_date, held.path, hold_checks=False)
+        try:
+            with zone.landed_folder(config.landing_dir(), held.path) as folder_fd:
+                result = loader.load_file(conn, held.source, held.service_date, held.path, folder_fd,
+                                          hold_checks=False)
+        except zone.Refused as err:
+            raise NotHeld(f"load {load_id} was not released: {err}") from None
         sha = conn.execute("select content_sha256 from audit.load_ledger where load_id = %s",
                            (result.load_id,)).fetchone() if result.load_id else None
         if result.status != "loaded" or sha is None or sha[0] != held.content_sha256:

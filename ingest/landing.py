@@ -212,6 +212,25 @@ def empty_file_note(spec: FeedSpec, path: Path) -> str:
     raise UnreadableFile("empty_file", f"{path.name}: the file is empty (0 bytes), not even a header row")
 
 
+@contextmanager
+def landed_folder(root: Path, path: Path) -> Iterator[int | None]:
+    """The folder of `path` opened without following a link below `root` when the path lies in the
+    landing root (for `pinned`), else None (the path is opened as it is). Raises Refused."""
+    try:
+        parts = path.parent.relative_to(root).parts
+    except ValueError:
+        yield None
+        return
+    try:
+        fd = _open_folder(root, parts)
+    except FileNotFoundError:
+        raise Refused("missing_file", f"{escaped(str(path.parent))}: the folder is gone") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 class _PinnedPath(PosixPath):
     """The landed file's path (its str, name and equality), whose file-system form (`os.fspath`, which
     `open`, `stat`, zipfile and openpyxl use) is a private link to the file opened by `pinned`."""

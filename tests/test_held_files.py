@@ -49,8 +49,8 @@ def meal_rows(path: Path) -> list[list[str]]:
     return list(csv.reader(path.open(encoding="utf-8", newline="")))[1:]
 
 
-def cli(wh: config.ConnInfo, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WAREHOUSE_URL": wh.sqlalchemy_url()}
+def cli(wh: config.ConnInfo, *args: str, landing: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WAREHOUSE_URL": wh.sqlalchemy_url(), **({"LANDING_DIR": str(landing)} if landing else {})}
     return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=config.REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -140,7 +140,8 @@ def test_shrunk_canteen_file_is_held_then_released_and_replaces_the_version_in_p
     assert q(wh, "select load_id, reporter_code, error from audit.load_ledger where status = 'held'") == [
         {"load_id": held.load_id, "reporter_code": CODE, "error": held.error}]
 
-    done = cli(wh, "release", "--load-id", str(held.load_id), "--reason", "only breakfast was served", "--no-rebuild")
+    done = cli(wh, "release", "--load-id", str(held.load_id), "--reason", "only breakfast was served", "--no-rebuild",
+               landing=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"make run DAY={DAY}" in done.stdout and '"service_date": "2023-11-06"' in done.stdout
     ledger = q(wh, "select load_id, status, replaced_by, rows_loaded, decided_by, decision_note "
@@ -167,6 +168,26 @@ def test_a_release_needs_the_file_that_was_held(fresh_warehouse, tmp_path):
     canteen_csv(path, rows[:6])  # changed since: the release must not load something nobody looked at
     done = cli(wh, "release", "--load-id", str(held.load_id), "--reason", "ok", "--no-rebuild")
     assert done.returncode != 0 and "no longer has the content that was held" in done.stderr
+    assert q(wh, "select status from audit.load_ledger order by load_id") == [{"status": "loaded"}, {"status": "held"}]
+    assert raw_rows(wh, "canteens_meals") == n
+
+
+def test_a_release_reads_the_landing_zone_without_following_links(fresh_warehouse, tmp_path):
+    """Between the hold and its release the day folder became a link (to a folder with other bytes under
+    the same name): the release refuses, naming the link, and changes nothing."""
+    wh, root = fresh_warehouse, tmp_path / "landing"
+    path = root / "canteens" / DAY.isoformat() / f"{CODE}.csv"
+    n = messy.write_volume_csv(Scenario(), path, 40)
+    rows = meal_rows(path)
+    loader.load_night(wh, root, "canteens", DAY)
+    canteen_csv(path, rows[:5])
+    [held] = loader.load_night(wh, root, "canteens", DAY)
+    elsewhere = tmp_path / "elsewhere"
+    path.parent.rename(elsewhere)
+    path.parent.symlink_to(elsewhere)
+    done = cli(wh, "release", "--load-id", str(held.load_id), "--reason", "ok", "--no-rebuild", landing=root)
+    assert done.returncode != 0
+    assert f"load {held.load_id} was not released: {path.parent}: it is a symbolic link" in done.stderr
     assert q(wh, "select status from audit.load_ledger order by load_id") == [{"status": "loaded"}, {"status": "held"}]
     assert raw_rows(wh, "canteens_meals") == n
 
