@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingest import config
+from ingest.bootstrap import BOOTSTRAP_MODE_VAR
 
 INGEST_DAG = "gov_ingest"
 PUBLISH_DAG = "gov_publish"
@@ -25,7 +27,7 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
     """Environment for Airflow processes: local home, project DAGs, the warehouse URL, smtp_default.
 
     The warehouse is `warehouse_url`, else WAREHOUSE_URL, else the embedded server, which is started
-    only then."""
+    only then; its administrator's password is left out (the caller has bootstrapped the warehouse)."""
     home = config.airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -40,6 +42,12 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
         env["WAREHOUSE_URL"] = warehouse_url
     elif not env.get("WAREHOUSE_URL"):
         env["WAREHOUSE_URL"] = config.warehouse().sqlalchemy_url()
+    # Airflow's processes learn where the warehouse is, not the administrator's password: every caller
+    # bootstraps first, and the nightly bootstrap task then only verifies that (docs/security.md)
+    wh = config.parse_url(env["WAREHOUSE_URL"])
+    if wh.password:
+        env["WAREHOUSE_URL"] = replace(wh, password="").sqlalchemy_url()
+    env.setdefault(BOOTSTRAP_MODE_VAR, "verify")
     env.setdefault("GOV_LOCAL_DIR", str(config.local_dir()))
     env.setdefault("LANDING_DIR", str(config.landing_dir()))
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")

@@ -187,3 +187,15 @@ def test_a_run_without_pii_hash_key_refuses_before_reading_a_file(server_url, tm
         assert not (tmp_path / "local").exists()  # no key was made up
     finally:
         drop_database(wh)
+
+
+def test_airflow_processes_get_no_administrator_password(tmp_path, monkeypatch):
+    from ingest import airflow_local
+
+    monkeypatch.setenv("GOV_LOCAL_DIR", str(tmp_path))
+    monkeypatch.delenv("GOV_BOOTSTRAP", raising=False)
+    env = airflow_local.airflow_env(None, "postgresql+psycopg://postgres:AdminPw-x1@db.example:5432/gov_warehouse")
+    assert "AdminPw-x1" not in "".join(env.values())
+    wh = config.parse_url(env["WAREHOUSE_URL"])
+    assert (wh.user, wh.password, wh.host, wh.dbname) == ("postgres", "", "db.example", "gov_warehouse")
+    assert env["GOV_BOOTSTRAP"] == "verify"  # the night's bootstrap task checks, the caller bootstrapped
