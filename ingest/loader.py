@@ -46,6 +46,7 @@ class FileResult:
     rows_loaded: int = 0
     rows_rejected: int = 0
     error: str | None = None
+    notes: str | None = None  # what was passed over without being a rejected row (a workbook's extra sheets, 合计 rows)
 
 
 def landed_files(landing: Path, source: str, day: date, reporter: str | None = None) -> list[Path]:
@@ -228,8 +229,9 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
     result.status = "loaded"
     conn.execute(
         """update audit.load_ledger set status = 'loaded', content_sha256 = %s, rows_read = %s, rows_loaded = %s,
-             rows_rejected = %s, error = %s, finished_at = now() where load_id = %s""",
-        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, result.error, load_id),
+             rows_rejected = %s, error = %s, notes = %s, finished_at = now() where load_id = %s""",
+        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, result.error, result.notes,
+         load_id),
     )
 
 
@@ -326,6 +328,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     result.rows_read = read
     result.rows_rejected = len(rejections)
     result.rows_loaded = read - result.rows_rejected
+    result.notes = "; ".join(items.notes()) or None
     relabel = getattr(items, "relabel", None)  # a workbook's rejections name their sheet (ingest.workbook)
     return relabel(rejections) if relabel is not None else rejections
 

@@ -98,6 +98,11 @@ def test_an_office_workbook_over_a_generated_night_loads_every_genuine_row(fresh
         "loaded", len(expected) + 3, len(expected), 3)
     assert all(x.status == "loaded" for x in results.values())
     assert sum(x.rows_loaded for x in results.values()) == len(registry)
+    # the instructions sheet and the total rows (a 小计 per community, one 全街道合计) are recorded, not lost
+    notes = q(wh, "select notes from audit.load_ledger where load_id = %s", (r.load_id,))[0]["notes"]
+    communities = len({e["community_code"] for e in expected.values()})
+    assert "not read: 填报说明" in notes
+    assert f"{communities + 1} total rows (合计/小计) skipped" in notes
 
     loaded = q(wh, "select * from raw.streets_compounds where _load_id = %s", (r.load_id,))
     assert len({x["_row_number"] for x in loaded}) == len(loaded)  # unique across the sheets

@@ -123,6 +123,7 @@ create table if not exists audit.load_ledger (
   decided_by      text,         -- a held file's release or rejection (python -m ingest release / reject):
   decided_at      timestamptz,  -- who, when
   decision_note   text,         -- and why
+  notes           text,         -- what a loaded file held that is not data: sheets without the header, 合计 rows
   check (status not in ('loaded', 'replaced') or rows_read = rows_loaded + rows_rejected)
 );
 -- Ledgers made before held files existed: the decision columns and the wider status list, once (a night's
@@ -137,9 +138,13 @@ begin
     alter table audit.load_ledger add constraint load_ledger_status_check check (status in ('loading', 'loaded',
       'skipped_duplicate', 'replaced', 'held', 'released', 'rejected', 'quarantined', 'failed'));
   end if;
+  if not exists (select from information_schema.columns
+                 where table_schema = 'audit' and table_name = 'load_ledger' and column_name = 'notes') then
+    alter table audit.load_ledger add column if not exists notes text;
+  end if;
 end $$;
 create index if not exists load_ledger_key on audit.load_ledger (source, reporter_code, service_date);
-comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/held/released/rejected/quarantined/failed); error: why a file was quarantined, held or failed; decided_by/decided_at/decision_note: the release or rejection of a held file.';
+comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/held/released/rejected/quarantined/failed); error: why a file was quarantined, held or failed; decided_by/decided_at/decision_note: the release or rejection of a held file; notes: what a loaded file held that is not data (sheets without the header, total rows).';
 
 create table if not exists audit.rejected_rows (
   load_id      bigint not null references audit.load_ledger (load_id),
