@@ -43,11 +43,12 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
     elif not env.get("WAREHOUSE_URL"):
         env["WAREHOUSE_URL"] = config.warehouse().sqlalchemy_url()
     # Airflow's processes learn where the warehouse is, not the administrator's password: every caller
-    # bootstraps first, and the nightly bootstrap task then only verifies that (docs/security.md)
+    # bootstraps first, and the nightly bootstrap task then only verifies that (docs/security.md). An
+    # administrator without a password (embedded server, trust) has nothing to withhold: the task applies.
     wh = config.parse_url(env["WAREHOUSE_URL"])
     if wh.password:
         env["WAREHOUSE_URL"] = replace(wh, password="").sqlalchemy_url()
-    env.setdefault(BOOTSTRAP_MODE_VAR, "verify")
+        env.setdefault(BOOTSTRAP_MODE_VAR, "verify")
     env.setdefault("GOV_LOCAL_DIR", str(config.local_dir()))
     env.setdefault("LANDING_DIR", str(config.landing_dir()))
     env.setdefault("XDG_RUNTIME_DIR", "/tmp")
