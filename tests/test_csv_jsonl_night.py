@@ -15,23 +15,15 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ingest import loader
-from ingest.feeds import ASSISTANCE
 from ingest.scenario import Scenario
+from tests.realworld_files import ZH_KEYS, event_line
 
 DAY = date(2023, 11, 6)
-ZH_KEYS = {c.name: c.aliases[0] for c in ASSISTANCE.columns if c.aliases and any(ord(ch) > 127 for ch in c.aliases[0])}
 
 
 def q(wh, sql: str, params=()) -> list[dict]:
     with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def event_line(e: dict, keys: dict[str, str] | None = None) -> str:
-    record = {**e, "event_at": e["event_at"].isoformat()}
-    if keys:
-        record = {keys.get(k, k): v for k, v in record.items()}
-    return json.dumps(record, ensure_ascii=False)
 
 
 def test_odd_csv_and_jsonl_files_among_a_generated_night(fresh_warehouse, tmp_path):

@@ -8,19 +8,16 @@ the generator's registry; the three are rejected naming sheet, row and column.
 
 from __future__ import annotations
 
-import re
-import zipfile
 from collections import Counter
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
-from openpyxl import Workbook
 from psycopg.rows import dict_row
 
 from ingest import loader
-from ingest.scenario import STREET_HEADERS, Scenario, street_row_values
+from ingest.scenario import Scenario
+from tests.realworld_files import office_workbook, street_with_communities
 
 DAY = date(2023, 11, 6)
 
@@ -30,67 +27,15 @@ def q(wh, sql: str, params=()) -> list[dict]:
         return conn.execute(sql, params).fetchall()
 
 
-def _street_with_communities(registry: list[dict]) -> str:
-    by_street: dict[str, set[str]] = {}
-    for r in registry:
-        by_street.setdefault(r["street_code"], set()).add(r["community_code"])
-    return min(s for s, communities in by_street.items() if len(communities) >= 3)
-
-
-def _office_workbook(rows: list[dict], path: Path) -> dict[str, tuple[str, int]]:
-    """Write the street's registry the way an office does; returns the bad rows: code -> (sheet, row)."""
-    wb = Workbook()
-    guide = wb.active
-    guide.title = "填报说明"
-    guide.append(["填报说明：每个社区一个工作表，小区编码填15位，日期写年月日。"])
-    communities = sorted({r["community_code"] for r in rows})
-    bad: dict[str, tuple[str, int]] = {}
-    for k, community in enumerate(communities):
-        ws = wb.create_sheet(f"社区{community[-3:]}")
-        ws.append([f"社区{community[-3:]}小区台账"])
-        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(STREET_HEADERS))
-        ws.append(STREET_HEADERS)
-        block = [r for r in rows if r["community_code"] == community]
-        first = ws.max_row + 1
-        for i, r in enumerate(block):
-            v = street_row_values(r)
-            if i:
-                v[2] = None  # merged below
-            v[7] = v[7] or ["-", "无", "/"][i % 3]  # no property company
-            since = r["party_org_since"]
-            if since:
-                v[10] = int(since.strftime("%Y%m%d")) if i % 2 else f"{since.year}.{since.month}.{since.day}"
-            ws.append(v)
-        if k == 0:  # three rows that cannot be loaded, inside the merged block
-            for suffix, column, value in (("999", 3, "#REF!"), ("998", 3, "=SUM(D3:D5)"), ("997", 10, 2019)):
-                v = street_row_values(block[0])
-                v[0], v[1], v[2] = community + suffix, f"新增小区{suffix}", None
-                v[column] = value
-                ws.append(v)
-                bad[community + suffix] = (ws.title, ws.max_row)
-        ws.merge_cells(start_row=first, start_column=3, end_row=ws.max_row, end_column=3)
-        ws.append([None, "小计", None, sum(r["households"] for r in block)])
-    ws.append(["全街道合计", None, None, sum(r["households"] for r in rows)])
-    wb.save(path)
-    with zipfile.ZipFile(path) as src:
-        parts = [(info.filename, src.read(info.filename)) for info in src.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for name, data in parts:
-            if name.startswith("xl/worksheets/sheet"):
-                data = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1"', data)
-            dst.writestr(name, data)
-    return bad
-
-
 def test_an_office_workbook_over_a_generated_night_loads_every_genuine_row(fresh_warehouse, tmp_path):
     wh = fresh_warehouse
     scenario = Scenario()
     registry = scenario.registry_rows(DAY)
     scenario.write_night(DAY, tmp_path, feeds=("streets",))
-    street = _street_with_communities(registry)
+    street = street_with_communities(registry)
     expected = {r["compound_code"]: r for r in registry if r["street_code"] == street}
     path = tmp_path / "streets" / DAY.isoformat() / f"{street}.xlsx"
-    bad = _office_workbook(list(expected.values()), path)
+    bad = office_workbook(list(expected.values()), path)
 
     results = {r.path: r for r in loader.load_night(wh, tmp_path, "streets", DAY)}
     r = results[path]
