@@ -58,6 +58,8 @@ class Laid:
     """What was laid over the generated night, and so what a correct pipeline must record."""
 
     night: Night
+    office_street: str = ""
+    gb18030_canteen: str = ""
     # ledger file_path -> (status, reason code or None) of every hostile extra
     hostile: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     # (file name, reason code, row number, column) of every row that must be rejected
@@ -78,6 +80,7 @@ def _lay_streets(scenario: Scenario, root: Path, laid: Laid) -> None:
     rows = [r for r in registry if r["street_code"] == office]
     path = _folder(root, "streets") / f"{office}.xlsx"
     bad = office_workbook(rows, path)
+    laid.office_street = office
     sheets = office_sheet_names(rows)
     columns = {"999": ("formula_error", "households"), "998": ("formula_no_value", "households"),
                "997": ("year_only", "party_org_since")}
@@ -114,6 +117,7 @@ def _lay_canteens(scenario: Scenario, root: Path, outside: Path, laid: Laid) -> 
     laid.messages[(path.name, 11)] = f"byte {offset} of the file"
     laid.lost_meals |= {meals[damaged][9]["record_id"], meals[damaged][4]["record_id"]}
 
+    laid.gb18030_canteen = gb
     path = folder / f"{gb}.csv"
     path.write_bytes(path.read_text(encoding="utf-8").encode("gb18030"))
 
@@ -158,6 +162,15 @@ def _lay_points(scenario: Scenario, root: Path, laid: Laid) -> tuple[str, str]:
 
 def _ledger_reason(row: dict) -> str | None:
     return row["error"].split(":")[0] if row["status"] == "quarantined" else None
+
+
+def _scopes(registry: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The registry's rows by (scope level, scope code), street and district, as the coverage marts group them."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in registry:
+        out.setdefault(("street", r["street_code"]), []).append(r)
+        out.setdefault(("district", r["district_code"]), []).append(r)
+    return out
 
 
 def _expected_cases(events: list[dict]) -> dict[tuple[str, str], dict]:
@@ -231,13 +244,38 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
                                                  r["compounds_without_property_service"], r["communities"])
            for r in q(wh, "select * from marts.mart_property_coverage where service_date = %s", (DAY,))}
     expected: dict[tuple[str, str], tuple[int, int, int, int]] = {}
-    for level, key in (("street", "street_code"), ("district", "district_code")):
-        for scope in {r[key] for r in registry}:
-            rows = [r for r in registry if r[key] == scope]
-            modes = Counter(r["property_mode"] for r in rows)
-            expected[(level, scope)] = (len(rows), modes["market"], modes["none"],
-                                        len({r["community_code"] for r in rows}))
+    for scope, rows in _scopes(registry).items():
+        modes = Counter(r["property_mode"] for r in rows)
+        expected[scope] = (len(rows), modes["market"], modes["none"], len({r["community_code"] for r in rows}))
     assert got == expected
+
+    # the office workbook's compounds, each with the generator's values (merged community cells, placeholders
+    # for no property company, 20210504 / 2021.5.4 dates); its instructions sheet and total rows recorded
+    office = {r["compound_code"]: r for r in registry if r["street_code"] == laid.office_street}
+    columns = ("community_code", "households", "buildings", "property_mode", "property_company", "party_org_type",
+               "party_org_since", "building_heads", "unit_heads", "service_station")
+    got = {r["compound_code"]: r for r in q(wh, "select * from marts.dim_compound where street_code = %s",
+                                            (laid.office_street,))}
+    assert got.keys() == office.keys()
+    for code, r in office.items():
+        assert {c: got[code][c] for c in columns} == {c: r[c] or None if c == "property_company" else r[c]
+                                                      for c in columns}, code
+        assert Decimal(str(got[code]["building_area_m2"])) == Decimal(str(r["building_area_m2"]))
+    [notes] = [x["notes"] for x in ledger if x["file_path"].endswith(f"/{laid.office_street}.xlsx")]
+    communities = len({r["community_code"] for r in office.values()})
+    assert "not read: 填报说明" in notes and f"{communities + 1} total rows (合计/小计) skipped" in notes
+    got = {(r["scope_level"], r["scope_code"]): (r["compounds_with_party_org"], r["building_heads"],
+                                                 r["unit_heads"], r["service_stations"])
+           for r in q(wh, "select * from marts.mart_party_coverage where service_date = %s", (DAY,))}
+    assert got == {scope: (sum(r["party_org_type"] != "none" for r in rows), sum(r["building_heads"] for r in rows),
+                           sum(r["unit_heads"] for r in rows), sum(r["service_station"] for r in rows))
+                   for scope, rows in _scopes(registry).items()}
+
+    # the GB18030 canteen's text came through as text
+    assert sorted((r["record_id"], r["payment_method"]) for r in q(
+        wh, "select record_id, payment_method from raw.canteens_meals where canteen_code = %s",
+        (laid.gb18030_canteen,))) == sorted((m["record_id"], m["payment_method"]) for m in laid.night.meals
+                                            if m["canteen_code"] == laid.gb18030_canteen)
 
     # ---- points: cases per point as generated; the mixed-keys and array points' cases with their times
     cases = _expected_cases(laid.night.events)
