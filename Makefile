@@ -14,7 +14,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: help setup warehouse generate run demo stop test lint airflow clean reconcile
+.PHONY: help setup warehouse generate run demo stop test test-fast lint airflow clean reconcile
 
 help:
 	@echo "make demo                  set up, generate one night ($(DAY)), run it through Airflow, show where to look"
@@ -23,6 +23,7 @@ help:
 	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
 	@echo "make airflow               run Airflow locally (UI on http://localhost:8080)"
 	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
+	@echo "make test-fast             the unit tier: readers, normalisation, PII (no PostgreSQL, no Airflow; seconds)"
 	@echo "make reconcile             load the programme period (2023-01-01..10-31) into gov_reconcile, build,"
 	@echo "                           print published vs warehouse figures, fail on any mismatch (FROM=… TO=…)"
 
@@ -59,6 +60,14 @@ airflow: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest --durations=25
+
+# The unit tier: pure functions of the readers, feeds, normalisation and PII handling. No database is
+# reachable from it (TEST_DATABASE_URL points nowhere), so a test that needs one fails here instead of
+# quietly starting a server.
+FAST_TESTS := tests/test_ingest_units.py tests/test_workbook_reader.py tests/test_csv_jsonl_readers.py tests/test_pii_scrub.py
+test-fast: setup
+	$(PY) -m ruff check .
+	TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(PY) -m pytest -q $(FAST_TESTS)
 
 # Reconciliation with the published figures (DESIGN.md section 9) in a database of its own (gov_reconcile).
 FROM ?= 2023-01-01
