@@ -298,6 +298,14 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
     logs = caplog.text + out + err
     assert "load summary" in logs  # the logs were captured
     assert [s for s in laid.secrets if s in stored or s in logs] == []
+    # nor any file the night wrote (dbt's logs and target, GX's results and data docs, the outbox)
+    written = [p for p in config.local_dir().rglob("*") if p.is_file() and not p.is_symlink()]
+    assert written and [p for p in written if _holds_any(p, laid.secrets)] == []
     assert q(wh, "select count(*) as n from raw.canteens_meals where record_id = any(%s)", (laid.secrets,)
              )[0]["n"] == 0
 
+
+
+def _holds_any(path: Path, texts: list[str]) -> bool:
+    data = path.read_bytes()
+    return any(t.encode() in data for t in texts)
