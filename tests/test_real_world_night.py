@@ -74,7 +74,7 @@ def _folder(root: Path, source: str) -> Path:
     return root / source / DAY.isoformat()
 
 
-def _lay_streets(scenario: Scenario, root: Path, laid: Laid) -> None:
+def _lay_streets(root: Path, laid: Laid) -> None:
     registry = laid.night.compounds
     office = street_with_communities(registry)
     rows = [r for r in registry if r["street_code"] == office]
@@ -102,7 +102,7 @@ def _lay_streets(scenario: Scenario, root: Path, laid: Laid) -> None:
     laid.displaced |= {("streets", empty), ("streets", bomb)}
 
 
-def _lay_canteens(scenario: Scenario, root: Path, outside: Path, laid: Laid) -> None:
+def _lay_canteens(root: Path, outside: Path, laid: Laid) -> None:
     folder = _folder(root, "canteens")
     meals: dict[str, list[dict]] = {}
     for m in laid.night.meals:
@@ -144,7 +144,7 @@ def _lay_canteens(scenario: Scenario, root: Path, outside: Path, laid: Laid) -> 
         laid.hostile[os.fsencode(str(folder / name)).decode("utf-8", "backslashreplace")] = ("quarantined", reason)
 
 
-def _lay_points(scenario: Scenario, root: Path, laid: Laid) -> tuple[str, str]:
+def _lay_points(root: Path, laid: Laid) -> tuple[str, str]:
     events: dict[str, list[dict]] = {}
     for e in laid.night.events:
         events.setdefault(e["point_code"], []).append(e)
@@ -194,16 +194,32 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
     monkeypatch.setenv("LANDING_DIR", str(root))
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="ingest")
-    scenario = Scenario()
-    laid = Laid(night=scenario.write_night(DAY, root))
-    _lay_streets(scenario, root, laid)
-    _lay_canteens(scenario, root, tmp_path / "outside", laid)
-    mixed, array = _lay_points(scenario, root, laid)
+    laid = Laid(night=Scenario().write_night(DAY, root))
+    _lay_streets(root, laid)
+    _lay_canteens(root, tmp_path / "outside", laid)
+    mixed, array = _lay_points(root, laid)
 
     outcome = run_night(DAY, "real-world")
 
-    # ---- the ledger: nothing failed, each hostile extra one row with its status and reason
     ledger = q(wh, "select * from audit.load_ledger order by load_id")
+    _check_ledger(ledger, laid)
+    _check_rejections(wh, laid)
+    assert outcome["status"] == "published", outcome
+    assert [r["status"] for r in q(wh, "select status from audit.publish_log where service_date = %s", (DAY,))
+            ] == ["published"]
+    _check_canteens(wh, laid)
+    _check_streets(wh, laid, ledger)
+    _check_points(wh, laid, (mixed, array))
+    # the displaced reporters show as missing, and nothing else does
+    missing = q(wh, "select source, reporter_code from marts.mart_source_freshness where service_date = %s "
+                    "and missing", (DAY,))
+    assert {(r["source"], r["reporter_code"]) for r in missing} == laid.displaced
+    out, err = capfd.readouterr()
+    _check_link_not_followed(wh, laid, ledger, caplog.text + out + err)
+
+
+def _check_ledger(ledger: list[dict], laid: Laid) -> None:
+    """Nothing failed; each hostile extra has one row with its status and reason; every other file loaded."""
     assert [(x["file_path"], x["error"]) for x in ledger if x["status"] == "failed"] == []
     for path, expected in laid.hostile.items():
         rows = [x for x in ledger if x["file_path"] == path]
@@ -212,7 +228,9 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
     assert quarantined == {p for p, (status, _) in laid.hostile.items() if status == "quarantined"}
     assert all(x["status"] == "loaded" for x in ledger if x["file_path"] not in quarantined)
 
-    # ---- rejected rows: exactly the damaged ones, each naming its file, row and column
+
+def _check_rejections(wh: config.ConnInfo, laid: Laid) -> None:
+    """Exactly the damaged rows are rejected, each naming its file, row and column."""
     rejected = q(wh, "select l.file_path, r.* from audit.rejected_rows r join audit.load_ledger l using (load_id)")
     assert {(Path(x["file_path"]).name, x["reason_code"], x["row_number"], x["column_name"]) for x in rejected
             } == laid.rejected
@@ -220,37 +238,46 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
     for x in rejected:
         assert laid.messages.get((Path(x["file_path"]).name, x["row_number"]), "") in x["message"], x["message"]
 
-    # ---- the night publishes
-    assert outcome["status"] == "published", outcome
-    assert [r["status"] for r in q(wh, "select status from audit.publish_log where service_date = %s", (DAY,))
-            ] == ["published"]
 
-    # ---- canteens: person-times and money per canteen, as generated minus the damaged rows and displaced files
+def _check_canteens(wh: config.ConnInfo, laid: Laid) -> None:
+    """Person-times and money per canteen as generated, minus the damaged rows and the displaced files;
+    the GB18030 canteen's text came through as text."""
     displaced = {code for source, code in laid.displaced if source == "canteens"}
-    expected_meals: dict[str, list[dict]] = {}
+    expected: dict[str, list[dict]] = {}
     for m in laid.night.meals:
         if m["canteen_code"] not in displaced and m["record_id"] not in laid.lost_meals:
-            expected_meals.setdefault(m["canteen_code"], []).append(m)
+            expected.setdefault(m["canteen_code"], []).append(m)
     got = {r["canteen_code"]: (r["person_times"], r["paid_yuan"], r["subsidy_yuan"]) for r in q(
         wh, "select canteen_code, person_times, paid_yuan, subsidy_yuan from marts.fct_canteen_day "
             "where service_date = %s", (DAY,))}
     assert got == {code: (len(ms), sum(Decimal(str(m["price_yuan"])) for m in ms),
-                          sum(Decimal(str(m["subsidy_yuan"])) for m in ms)) for code, ms in expected_meals.items()}
+                          sum(Decimal(str(m["subsidy_yuan"])) for m in ms)) for code, ms in expected.items()}
+    gb = laid.gb18030_canteen
+    assert sorted((r["record_id"], r["payment_method"]) for r in q(
+        wh, "select record_id, payment_method from raw.canteens_meals where canteen_code = %s", (gb,))
+    ) == sorted((m["record_id"], m["payment_method"]) for m in laid.night.meals if m["canteen_code"] == gb)
 
-    # ---- streets: compounds and property modes per street and district, as the generator's registry
+
+def _check_streets(wh: config.ConnInfo, laid: Laid, ledger: list[dict]) -> None:
+    """Coverage per street and district as the generator's registry without the displaced streets; the
+    office workbook's compounds each with the generator's values (merged community cells, placeholders for
+    no property company, 20210504 / 2021.5.4 dates), its instructions sheet and total rows recorded."""
     streets_out = {code for source, code in laid.displaced if source == "streets"}
     registry = [r for r in laid.night.compounds if r["street_code"] not in streets_out]
+    scopes = _scopes(registry)
     got = {(r["scope_level"], r["scope_code"]): (r["compounds"], r["compounds_market"],
                                                  r["compounds_without_property_service"], r["communities"])
            for r in q(wh, "select * from marts.mart_property_coverage where service_date = %s", (DAY,))}
-    expected: dict[tuple[str, str], tuple[int, int, int, int]] = {}
-    for scope, rows in _scopes(registry).items():
-        modes = Counter(r["property_mode"] for r in rows)
-        expected[scope] = (len(rows), modes["market"], modes["none"], len({r["community_code"] for r in rows}))
-    assert got == expected
+    assert got == {scope: (len(rows), sum(r["property_mode"] == "market" for r in rows),
+                           sum(r["property_mode"] == "none" for r in rows), len({r["community_code"] for r in rows}))
+                   for scope, rows in scopes.items()}
+    got = {(r["scope_level"], r["scope_code"]): (r["compounds_with_party_org"], r["building_heads"],
+                                                 r["unit_heads"], r["service_stations"])
+           for r in q(wh, "select * from marts.mart_party_coverage where service_date = %s", (DAY,))}
+    assert got == {scope: (sum(r["party_org_type"] != "none" for r in rows), sum(r["building_heads"] for r in rows),
+                           sum(r["unit_heads"] for r in rows), sum(r["service_station"] for r in rows))
+                   for scope, rows in scopes.items()}
 
-    # the office workbook's compounds, each with the generator's values (merged community cells, placeholders
-    # for no property company, 20210504 / 2021.5.4 dates); its instructions sheet and total rows recorded
     office = {r["compound_code"]: r for r in registry if r["street_code"] == laid.office_street}
     columns = ("community_code", "households", "buildings", "property_mode", "property_company", "party_org_type",
                "party_org_since", "building_heads", "unit_heads", "service_station")
@@ -264,46 +291,30 @@ def test_a_real_world_night_loads_every_genuine_row_and_publishes(fresh_warehous
     [notes] = [x["notes"] for x in ledger if x["file_path"].endswith(f"/{laid.office_street}.xlsx")]
     communities = len({r["community_code"] for r in office.values()})
     assert "not read: 填报说明" in notes and f"{communities + 1} total rows (合计/小计) skipped" in notes
-    got = {(r["scope_level"], r["scope_code"]): (r["compounds_with_party_org"], r["building_heads"],
-                                                 r["unit_heads"], r["service_stations"])
-           for r in q(wh, "select * from marts.mart_party_coverage where service_date = %s", (DAY,))}
-    assert got == {scope: (sum(r["party_org_type"] != "none" for r in rows), sum(r["building_heads"] for r in rows),
-                           sum(r["unit_heads"] for r in rows), sum(r["service_station"] for r in rows))
-                   for scope, rows in _scopes(registry).items()}
 
-    # the GB18030 canteen's text came through as text
-    assert sorted((r["record_id"], r["payment_method"]) for r in q(
-        wh, "select record_id, payment_method from raw.canteens_meals where canteen_code = %s",
-        (laid.gb18030_canteen,))) == sorted((m["record_id"], m["payment_method"]) for m in laid.night.meals
-                                            if m["canteen_code"] == laid.gb18030_canteen)
 
-    # ---- points: cases per point as generated; the mixed-keys and array points' cases with their times
+def _check_points(wh: config.ConnInfo, laid: Laid, odd_points: tuple[str, ...]) -> None:
+    """Cases per point as generated; the mixed-keys and the array point's cases with their times."""
     cases = _expected_cases(laid.night.events)
-    got_cases = q(wh, "select point_code, service_request_id, received_at, closed_at, service_code, satisfaction "
-                      "from marts.fct_assistance_case")
-    assert Counter(r["point_code"] for r in got_cases) == Counter(point for point, _ in cases)
-    for point in (mixed, array):
+    got = q(wh, "select point_code, service_request_id, received_at, closed_at, service_code, satisfaction "
+                "from marts.fct_assistance_case")
+    assert Counter(r["point_code"] for r in got) == Counter(point for point, _ in cases)
+    for point in odd_points:
         assert {(r["point_code"], r["service_request_id"]): {k: r[k] for k in cases[(point, r["service_request_id"])]}
-                for r in got_cases if r["point_code"] == point} == {k: v for k, v in cases.items() if k[0] == point}
+                for r in got if r["point_code"] == point} == {k: v for k, v in cases.items() if k[0] == point}
 
-    # ---- the displaced reporters show as missing, and nothing else does
-    missing = q(wh, "select source, reporter_code from marts.mart_source_freshness where service_date = %s "
-                    "and missing", (DAY,))
-    assert {(r["source"], r["reporter_code"]) for r in missing} == laid.displaced
 
-    # ---- the linked file's content reached neither the warehouse's audit nor the logs
+def _check_link_not_followed(wh: config.ConnInfo, laid: Laid, ledger: list[dict], logs: str) -> None:
+    """The linked file's content is nowhere: not in raw, audit, the logs, nor any file the night wrote
+    (dbt's logs and target, GX's results and data docs, the outbox)."""
     stored = json.dumps(q(wh, "select * from audit.rejected_rows"), default=str, ensure_ascii=False) + json.dumps(
         ledger, default=str, ensure_ascii=False)
-    out, err = capfd.readouterr()
-    logs = caplog.text + out + err
     assert "load summary" in logs  # the logs were captured
     assert [s for s in laid.secrets if s in stored or s in logs] == []
-    # nor any file the night wrote (dbt's logs and target, GX's results and data docs, the outbox)
-    written = [p for p in config.local_dir().rglob("*") if p.is_file() and not p.is_symlink()]
-    assert written and [p for p in written if _holds_any(p, laid.secrets)] == []
     assert q(wh, "select count(*) as n from raw.canteens_meals where record_id = any(%s)", (laid.secrets,)
              )[0]["n"] == 0
-
+    written = [p for p in config.local_dir().rglob("*") if p.is_file() and not p.is_symlink()]
+    assert written and [p for p in written if _holds_any(p, laid.secrets)] == []
 
 
 def _holds_any(path: Path, texts: list[str]) -> bool:
