@@ -114,11 +114,11 @@ LOGIN_PAGE_HTML = ("<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charse
 
 
 def damage_csv_lines(path: Path, stray_line: int, nul_line: int) -> int:
-    """In a canteen CSV (CRLF lines, header = line 0): line `stray_line`'s last field (支付方式) becomes
-    the GB18030 bytes of 现金, and a NUL ends line `nul_line`'s first field (流水号). Returns the byte
-    offset in the file of the stray line's first byte that is not UTF-8."""
+    """In a canteen CSV (CRLF lines, header = line 0): one stray byte (0xA0, a Windows-1252 no-break space,
+    neither UTF-8 nor GB18030) ends line `stray_line`'s last field (支付方式), and a NUL ends line
+    `nul_line`'s first field (流水号). Returns the stray byte's offset in the file."""
     lines = path.read_bytes().split(b"\r\n")
-    lines[stray_line] = lines[stray_line].rpartition(b",")[0] + b"," + "现金".encode("gb18030")
+    lines[stray_line] += b"\xa0"
     lines[nul_line] = lines[nul_line].replace(b",", b"\x00,", 1)
     path.write_bytes(b"\r\n".join(lines))
     try:

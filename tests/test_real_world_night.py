@@ -5,7 +5,7 @@ publish), loads every genuine row and PUBLISHES.
 Laid over the night, each from the generator's own records (so the expected marts stay the generator's):
 a street office's workbook (instructions sheet, a sheet per community, merged community cells, 小计/合计
 rows, placeholders, dimension A1, 20210504 dates, three rows that cannot be loaded); a canteen's CSV in
-GB18030; a canteen's CSV with one stray GB18030 byte on one line and a NUL in another (those two rows
+GB18030; a canteen's CSV with one stray byte (0xA0) on one line and a NUL in another (those two rows
 rejected); a point's JSON Lines with the feed's, Chinese and Open311 keys line by line; a point's file as a
 JSON array. And hostile extras, each refused with one ledger row and its reason: a link to a file outside
 the landing root, a `CT… (1).csv` copy, a prefix name, a name that is not UTF-8, a 0-byte xlsx, a
@@ -110,7 +110,7 @@ def _lay_canteens(root: Path, outside: Path, laid: Laid) -> None:
     busy = sorted((c for c, ms in meals.items() if len(ms) >= 20), key=lambda c: (-len(meals[c]), c))
     damaged, gb, html, linked, copied = busy[:5]
 
-    # one stray GB18030 word on file row 11 (支付方式), a NUL ending file row 6's 流水号
+    # one stray byte ending file row 11 (its 支付方式), a NUL ending file row 6's 流水号
     path = folder / f"{damaged}.csv"
     offset = damage_csv_lines(path, stray_line=10, nul_line=5)
     laid.rejected |= {(path.name, "bad_encoding", 11, "payment_method"), (path.name, "bad_character", 6, "record_id")}
