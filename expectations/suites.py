@@ -225,8 +225,10 @@ def raw_suites(day: str) -> list[Suite]:
             f"where _service_date = date '{day}'",
             [
                 warns(E.ExpectColumnValuesToNotBeNull(column="service_request_id"), "事项编号为空"),
-                # the reader's record key: the same event twice in one night is a doubled delivery
-                warns(E.ExpectCompoundColumnsToBeUnique(column_list=["service_request_id", "event", "event_at"]),
+                # the reader's record key: the same event of a point's case twice in one night is a doubled
+                # delivery (points number their cases independently: the same id from two points is two cases)
+                warns(E.ExpectCompoundColumnsToBeUnique(column_list=["point_code", "service_request_id", "event",
+                                                                     "event_at"]),
                       "同一事项环节重复报送"),
                 warns(E.ExpectColumnValuesToBeInSet(column="point_code",
                                                     value_set=list(reference_codes("assistance_points", "point_code"))),

@@ -60,6 +60,7 @@ def load_feed(source: str, day: str, reporter: str | None = None) -> dict:
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_rejected": sum(r.rows_rejected for r in results),
         "quarantined": [f"{r.path.name}: {r.error}" for r in results if r.status == "quarantined"],
+        "held": [f"{r.path.name}: {r.error}" for r in results if r.status == "held"],
         "failed": [f"{r.path.name}: {r.error}" for r in results if r.status == "failed"],
     }
     log.info("load summary: %s", json.dumps(summary, ensure_ascii=False))

@@ -60,3 +60,28 @@ def test_same_case_id_from_two_points_is_two_cases(warehouse, tmp_path):
         theirs = {e["point_code"]: e["event_at"] for e in events if e["service_request_id"] == sid
                   and e["event"] == "received"}
         assert mine == {p: theirs.get(p) for p in (busy, quiet)}
+
+
+def test_raw_duplicate_event_check_keys_on_the_point(warehouse, tmp_path):
+    """Two points numbering their cases alike may log an event of the same id in the same second: that is
+    two cases, not a doubled delivery, so the raw suite's duplicate-event check must not count it. A point
+    that sends the same event twice is still counted."""
+    from expectations.runner import run_suites
+    from expectations.suites import raw_suites
+
+    wh = warehouse
+    night = Scenario().write_night(DAY, tmp_path / "landing", feeds=("assistance",))
+    folder = tmp_path / "landing" / "assistance" / DAY.isoformat()
+    busy = max({e["point_code"] for e in night.events}, key=lambda p: sum(e["point_code"] == p for e in night.events))
+    mine = [e for e in night.events if e["point_code"] == busy]
+    quiet = next(p.stem for p in sorted(folder.glob("*.jsonl")) if p.stem != busy and not p.read_bytes())
+    twins = [{**e, "point_code": quiet} for e in mine]  # same ids, same events, same seconds
+    (folder / f"{quiet}.jsonl").write_text(
+        "".join(json.dumps({**e, "event_at": e["event_at"].isoformat()}, ensure_ascii=False) + "\n" for e in twins),
+        encoding="utf-8")
+    assert {r.status for r in loader.load_night(wh, tmp_path / "landing", "assistance", DAY)} == {"loaded"}
+
+    suites = [s for s in raw_suites(DAY.isoformat()) if s.name == "raw_assistance_case_events"]
+    run = run_suites(wh, suites, run_id="case-key-unique", service_date=DAY.isoformat())
+    unique = [r for r in run.results if r.expectation == "expect_compound_columns_to_be_unique"]
+    assert len(unique) == 1 and unique[0].success, unique
