@@ -328,7 +328,8 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     result.rows_read = read
     result.rows_rejected = len(rejections)
     result.rows_loaded = read - result.rows_rejected
-    result.notes = "; ".join(items.notes()) or None
+    notes = getattr(items, "notes", None)  # a workbook's skipped sheets and total rows (ingest.workbook)
+    result.notes = ("; ".join(notes()) or None) if notes is not None else None
     relabel = getattr(items, "relabel", None)  # a workbook's rejections name their sheet (ingest.workbook)
     return relabel(rejections) if relabel is not None else rejections
 
