@@ -138,11 +138,11 @@ def _load_pinned(conn: psycopg.Connection, spec: FeedSpec, day: date, path: Path
             result.status, result.error = "quarantined", f"{err.reason_code}: {err}"
             result.rows_read = result.rows_loaded = result.rows_rejected = 0
             with conn.transaction():
-                _quarantine(conn, spec, path, reporter, day, content, result)
+                _record_unloaded(conn, spec, path, reporter, day, content, result)
         except Held as held:
             result.status, result.error = "held", held.reason  # the counts say what it would have loaded
             with conn.transaction():
-                _hold(conn, spec, path, reporter, day, content, result)
+                _record_unloaded(conn, spec, path, reporter, day, content, result)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise  # the connection is gone: nothing more can be recorded here; a re-run starts clean
         except Exception as err:
@@ -343,45 +343,27 @@ def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[R
                             json.dumps(r.raw_record, ensure_ascii=False, default=str)))
 
 
-def _hold(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, content: Content,
-          result: FileResult) -> None:
-    """The ledger row of a held file: what it would have loaded, and why it was not (ingest.holds)."""
+def _record_unloaded(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date,
+                     content: Content, result: FileResult) -> None:
+    """The ledger row of a file whose rows stay out of raw, `result.status` `held` (what it would have loaded,
+    and why it was not: ingest.holds) or `quarantined` (why it cannot be read). Once per content: a
+    concurrent load of the same file that recorded it first is reused."""
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     already = conn.execute(
         """select load_id from audit.load_ledger where source = %s and reporter_code = %s
-             and service_date = %s and content_sha256 = %s and status = 'held'""",
-        (spec.source, reporter, day, content.sha256()),
-    ).fetchone()
-    if already:  # a concurrent load of the same file held it first
-        result.load_id = already[0]
-        return
-    log.warning("held %s: %s", path, result.error)
-    result.load_id = conn.execute(
-        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
-             file_bytes, rows_read, rows_loaded, rows_rejected, status, error, finished_at)
-           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'held', %s, now()) returning load_id""",
-        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.rows_read,
-         result.rows_loaded, result.rows_rejected, result.error),
-    ).fetchone()[0]
-
-
-def _quarantine(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date, content: Content,
-                result: FileResult) -> None:
-    conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
-    already = conn.execute(
-        """select load_id from audit.load_ledger where source = %s and reporter_code = %s
-             and service_date = %s and content_sha256 = %s and status = 'quarantined'""",
-        (spec.source, reporter, day, content.sha256()),
+             and service_date = %s and content_sha256 = %s and status = %s""",
+        (spec.source, reporter, day, content.sha256(), result.status),
     ).fetchone()
     if already:
         result.load_id = already[0]
         return
-    log.warning("quarantined %s: %s", path, result.error)
+    log.warning("%s %s: %s", result.status, path, result.error)
     result.load_id = conn.execute(
         """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
-             file_bytes, status, error, finished_at)
-           values (%s, %s, %s, %s, %s, %s, 'quarantined', %s, now()) returning load_id""",
-        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.error),
+             file_bytes, rows_read, rows_loaded, rows_rejected, status, error, finished_at)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) returning load_id""",
+        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.rows_read,
+         result.rows_loaded, result.rows_rejected, result.status, result.error),
     ).fetchone()[0]
 
 
