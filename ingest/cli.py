@@ -170,15 +170,21 @@ def _rebuild_hint(day: date) -> str:
             f"airflow dags trigger gov_publish --conf '{{\"service_date\": \"{day}\"}}'")
 
 
-def cmd_release(args: argparse.Namespace) -> None:
-    """Load a held file (its rows replace the version in place), record who/when/why, rebuild its day."""
+def _decide(args: argparse.Namespace, decision: str):
+    """Apply `holds.release` or `holds.reject` to the held load named on the command line; a load that is not
+    held ends the command with the reason."""
     from ingest import holds, loader
 
     with loader.connect(config.warehouse()) as conn:
         try:
-            result = holds.release(conn, args.load_id, args.reason, args.by)
+            return getattr(holds, decision)(conn, args.load_id, args.reason, args.by)
         except holds.NotHeld as err:
-            sys.exit(f"release: {err}")
+            sys.exit(f"{decision}: {err}")
+
+
+def cmd_release(args: argparse.Namespace) -> None:
+    """Load a held file (its rows replace the version in place), record who/when/why, rebuild its day."""
+    result = _decide(args, "release")
     print(f"released load {args.load_id}: {result.path} loaded as load {result.load_id} "
           f"({result.rows_loaded} rows loaded, {result.rows_rejected} rejected)")
     if args.no_rebuild:
@@ -190,13 +196,7 @@ def cmd_release(args: argparse.Namespace) -> None:
 
 def cmd_reject(args: argparse.Namespace) -> None:
     """Reject a held file: it stays out of the warehouse for good; nothing to rebuild."""
-    from ingest import holds, loader
-
-    with loader.connect(config.warehouse()) as conn:
-        try:
-            held = holds.reject(conn, args.load_id, args.reason, args.by)
-        except holds.NotHeld as err:
-            sys.exit(f"reject: {err}")
+    held = _decide(args, "reject")
     print(f"rejected load {args.load_id}: {held.path} stays out of the warehouse "
           f"({held.source} {held.reporter_code} {held.service_date}; the version in place, if any, keeps serving)")
 
