@@ -26,18 +26,21 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-install-project
 
 # then the project itself (every package listed in pyproject.toml), installed in place so that
-# ingest.config finds dags/ and dbt_project/ beside it
+# warehouse.connections finds dags/ and dbt_project/ beside it
+COPY warehouse warehouse
 COPY ingest ingest
-COPY reports reports
+COPY scenario scenario
 COPY expectations expectations
+COPY reports reports
 COPY orchestration orchestration
+COPY commands commands
 COPY dags dags
 COPY dbt_project dbt_project
 RUN uv sync --frozen \
-    && python -c "import ingest, reports, expectations, orchestration"
+    && python -c "import warehouse, ingest, scenario, expectations, reports, orchestration, commands"
 # the dbt manifest gov_publish renders its per-model tasks from: `dbt parse` at build time, so that
 # no Airflow process runs dbt while parsing DAG files (needs no warehouse)
-RUN python -m ingest dbt-manifest
+RUN gov-warehouse dbt-manifest
 
 # an unprivileged user (Airflow's customary uid) owning the volumes' mount points, so that named
 # volumes are created writable for it

@@ -23,7 +23,7 @@ help:
 	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
 	@echo "make airflow               run Airflow locally (UI on http://localhost:8080)"
 	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
-	@echo "make test-fast             the unit tier: readers, normalisation, PII (no PostgreSQL, no Airflow; seconds)"
+	@echo "make test-fast             the unit tier (-m unit): readers, normalisation, PII, layout (no PostgreSQL, no Airflow)"
 	@echo "make reconcile             load the programme period (2023-01-01..10-31) into gov_reconcile, build,"
 	@echo "                           print published vs warehouse figures, fail on any mismatch (FROM=… TO=…)"
 
@@ -39,41 +39,40 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 setup: $(STAMP)
 
 warehouse: setup
-	@$(PY) -m ingest warehouse
+	@$(VENV)/bin/gov-warehouse warehouse
 
 generate: setup
-	$(PY) -m ingest generate --day $(DAY)
+	$(VENV)/bin/gov-warehouse generate --day $(DAY)
 
 run: setup
-	$(PY) -m ingest run --day $(DAY)
+	$(VENV)/bin/gov-warehouse run --day $(DAY)
 
 demo: setup
-	$(PY) -m ingest generate --day $(DAY)
-	$(PY) -m ingest run --day $(DAY)
+	$(VENV)/bin/gov-warehouse generate --day $(DAY)
+	$(VENV)/bin/gov-warehouse run --day $(DAY)
 
 stop: setup
-	@$(PY) -m ingest stop
+	@$(VENV)/bin/gov-warehouse stop
 
 airflow: setup
-	$(PY) -m ingest airflow
+	$(VENV)/bin/gov-warehouse airflow
 
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest --durations=25
 
-# The unit tier: pure functions of the readers, feeds, normalisation and PII handling. No database is
-# reachable from it (TEST_DATABASE_URL points nowhere), so a test that needs one fails here instead of
-# quietly starting a server.
-FAST_TESTS := tests/test_ingest_units.py tests/test_workbook_reader.py tests/test_csv_jsonl_readers.py tests/test_pii_scrub.py
+# The unit tier (tests marked `unit`): pure functions of the readers, feeds, normalisation, PII handling,
+# the scenario and the layout. No database is reachable from it (TEST_DATABASE_URL points nowhere), so a
+# test that needs one fails here instead of quietly starting a server.
 test-fast: setup
 	$(PY) -m ruff check .
-	TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(PY) -m pytest -q $(FAST_TESTS)
+	TEST_DATABASE_URL=postgresql://nobody@127.0.0.1:1/none $(PY) -m pytest -q -m unit
 
 # Reconciliation with the published figures (DESIGN.md section 9) in a database of its own (gov_reconcile).
 FROM ?= 2023-01-01
 TO ?= 2023-10-31
 reconcile: setup
-	$(PY) -m ingest reconcile --from $(FROM) --to $(TO)
+	$(VENV)/bin/gov-warehouse reconcile --from $(FROM) --to $(TO)
 
 lint: setup
 	$(PY) -m ruff check .

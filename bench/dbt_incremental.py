@@ -33,9 +33,11 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest import config, loader  # noqa: E402
-from ingest.bootstrap import bootstrap  # noqa: E402
-from ingest.scenario import Scenario  # noqa: E402
+from ingest import loader  # noqa: E402
+from orchestration.dbt_run import dbt_env  # noqa: E402
+from scenario.generator import Scenario  # noqa: E402
+from warehouse import conninfo, settings  # noqa: E402
+from warehouse.bootstrap import bootstrap  # noqa: E402
 
 FIRST, NIGHT = date(2023, 11, 6), date(2023, 11, 7)
 HISTORIES = {"week": 7, "year": 365}
@@ -71,19 +73,19 @@ reset role;
 """
 
 
-def admin_conn(admin: config.ConnInfo) -> psycopg.Connection:
+def admin_conn(admin: conninfo.ConnInfo) -> psycopg.Connection:
     return psycopg.connect(admin.conninfo(), autocommit=True)
 
 
-def dbt_build(wh: config.ConnInfo, day: date, target: Path, exclude: list[str]) -> tuple[float, float]:
-    cmd = [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(config.DBT_PROJECT_DIR),
-           "--profiles-dir", str(config.DBT_PROJECT_DIR), "--target-path", str(target),
+def dbt_build(wh: conninfo.ConnInfo, day: date, target: Path, exclude: list[str]) -> tuple[float, float]:
+    cmd = [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(settings.DBT_PROJECT_DIR),
+           "--profiles-dir", str(settings.DBT_PROJECT_DIR), "--target-path", str(target),
            "--log-path", str(target / "logs"), "--vars", json.dumps({"service_date": day.isoformat()})]
     if exclude:
         cmd += ["--exclude", *exclude]
-    env = {**os.environ, **wh.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    env = {**os.environ, **dbt_env(wh), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
     started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=config.DBT_PROJECT_DIR, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         print(proc.stdout[-5000:], proc.stderr[-2000:], file=sys.stderr)
@@ -99,7 +101,7 @@ def main() -> None:
     parser.add_argument("--exclude", nargs="*", default=[], help="dbt nodes to leave out of the builds")
     args = parser.parse_args()
     os.environ.setdefault("PII_HASH_KEY", "bench-key-" + "x" * 24)
-    admin = config.parse_url(args.server)
+    admin = conninfo.parse_url(args.server)
     tag = uuid.uuid4().hex[:8]
     template = admin.with_db(f"bench_dbt_tpl_{tag}")
     created = [template]
@@ -111,7 +113,7 @@ def main() -> None:
         scenario = Scenario()
         for day in (FIRST, NIGHT):
             scenario.write_night(day, work / "landing")
-            for source in config.FEEDS:
+            for source in settings.FEEDS:
                 loader.load_night(template, work / "landing", source, day)
         rows = {}
         for name, days in HISTORIES.items():

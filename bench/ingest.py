@@ -44,11 +44,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest import config, loader  # noqa: E402
-from ingest.bootstrap import bootstrap  # noqa: E402
+from ingest import loader  # noqa: E402
 from ingest.feeds import SPECS  # noqa: E402
-from ingest.messy import write_volume_csv  # noqa: E402
-from ingest.scenario import Scenario  # noqa: E402
+from scenario.generator import Scenario  # noqa: E402
+from scenario.messy import write_volume_csv  # noqa: E402
+from warehouse import conninfo
+from warehouse.bootstrap import bootstrap  # noqa: E402
 
 DAY = date(2023, 11, 6)
 RAW_COLUMNS = ("record_id", "canteen_code", "served_at", "meal", "diner_category", "diner_card", "age",
@@ -59,8 +60,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
-def create_scratch(server_url: str) -> config.ConnInfo:
-    admin = config.parse_url(server_url)
+def create_scratch(server_url: str) -> conninfo.ConnInfo:
+    admin = conninfo.parse_url(server_url)
     name = f"gov_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
@@ -69,7 +70,7 @@ def create_scratch(server_url: str) -> config.ConnInfo:
     return info
 
 
-def drop_scratch(info: config.ConnInfo) -> None:
+def drop_scratch(info: conninfo.ConnInfo) -> None:
     with psycopg.connect(info.with_db("postgres").conninfo(), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{info.dbname}" with (force)')
 
@@ -83,7 +84,7 @@ def backend_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def time_loader(info: config.ConnInfo, path: Path, day: date) -> tuple[float, loader.FileResult, float, float | None]:
+def time_loader(info: conninfo.ConnInfo, path: Path, day: date) -> tuple[float, loader.FileResult, float, float | None]:
     """Wall time of the load, and the CPU time of this process and of its server backend during it: on
     a busy machine the two processes share the CPUs, so their sum is what the wall time follows."""
     with loader.connect(info) as conn:
@@ -99,7 +100,7 @@ def time_loader(info: config.ConnInfo, path: Path, day: date) -> tuple[float, lo
     return elapsed, result, client, server
 
 
-def time_raw_copy(info: config.ConnInfo, path: Path, table: str = "bench_raw_copy") -> tuple[float, str]:
+def time_raw_copy(info: conninfo.ConnInfo, path: Path, table: str = "bench_raw_copy") -> tuple[float, str]:
     with psycopg.connect(info.conninfo(), autocommit=True) as conn:
         conn.execute(f"create table public.{table} ({', '.join(c + ' text' for c in RAW_COLUMNS)})")
     psql = shutil.which("psql")
@@ -125,7 +126,7 @@ def time_raw_copy(info: config.ConnInfo, path: Path, table: str = "bench_raw_cop
     return elapsed, f"{how} ({copied} rows)"
 
 
-def time_typed_copy(info: config.ConnInfo, work: Path) -> float | None:
+def time_typed_copy(info: conninfo.ConnInfo, work: Path) -> float | None:
     """PostgreSQL's COPY of the loader's own output (typed, hashed) into a plain table with the columns of
     raw.canteens_meals: the server-side share of the loader's time, which no client can go below."""
     psql = shutil.which("psql")
@@ -147,7 +148,7 @@ def time_typed_copy(info: config.ConnInfo, work: Path) -> float | None:
     return time.perf_counter() - start
 
 
-def time_pandas(info: config.ConnInfo, path: Path, rows: int) -> tuple[float, int]:
+def time_pandas(info: conninfo.ConnInfo, path: Path, rows: int) -> tuple[float, int]:
     import pandas as pd
     from sqlalchemy import create_engine
 

@@ -2,7 +2,7 @@
 
 Each feed's load produces its Airflow Asset; once all are loaded and checked, `raw_night` is
 produced, which schedules gov_publish (data-aware scheduling). Orchestration only: every task
-calls ingest.pipeline.
+calls orchestration.steps.
 """
 
 from __future__ import annotations
@@ -32,27 +32,29 @@ from orchestration.dag_settings import FEEDS, RAW_FEEDS, RAW_NIGHT, START, TZ, W
 def gov_ingest():
     @task
     def service_day() -> str:
-        from ingest import pipeline
+        from orchestration import steps
 
         ctx = get_current_context()
-        return pipeline.service_day(ctx["params"], ctx.get("logical_date"))
+        return steps.service_day(ctx["params"], ctx.get("logical_date"))
 
     @task(pool=WAREHOUSE_POOL)
     def bootstrap() -> None:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        pipeline.bootstrap_warehouse()
+        steps.bootstrap_warehouse(warehouse())
 
     def make_load(feed: str):
         @task(task_id=f"load_{feed}", pool=WAREHOUSE_POOL, outlets=[RAW_FEEDS[feed]])
         def load(day: str) -> dict:
-            from ingest import pipeline
+            from orchestration import steps
+            from warehouse.connections import warehouse
 
             ctx = get_current_context()
             params = ctx["params"]
             if params.get("feed", "all") not in ("all", feed):
                 return {"source": feed, "service_date": day, "skipped": True}
-            summary = pipeline.load_feed(feed, day, params.get("reporter"))
+            summary = steps.load_feed(warehouse(), feed, day, params.get("reporter"))
             ctx["outlet_events"][RAW_FEEDS[feed]].extra = {"service_date": day, "files": summary["files"]}
             return summary
 
@@ -60,9 +62,10 @@ def gov_ingest():
 
     @task(pool=WAREHOUSE_POOL)
     def validate_raw(day: str, loads: list[dict]) -> dict:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        return pipeline.validate_raw(day, run_id=get_current_context()["run_id"])
+        return steps.validate_raw(warehouse(), day, run_id=get_current_context()["run_id"])
 
     @task(outlets=[RAW_NIGHT])
     def night_loaded(day: str, dq: dict) -> str:

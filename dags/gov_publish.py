@@ -1,7 +1,7 @@
 """gov_publish: build the marts, validate them, publish, and send the officials' summary.
 
 Scheduled on the `raw_night` asset (produced by gov_ingest, and again when a late file is
-loaded), or run by hand for a `service_date`. Orchestration only: tasks call ingest.pipeline; the dbt
+loaded), or run by hand for a `service_date`. Orchestration only: tasks call orchestration.steps; the dbt
 step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestration/dbt_tasks.py).
 """
 
@@ -30,32 +30,35 @@ from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_PO
 def gov_publish():
     @task
     def service_days() -> list[str]:
-        from ingest import pipeline
+        from orchestration import steps
 
         ctx = get_current_context()
-        return pipeline.days_to_publish(ctx["params"], ctx.get("triggering_asset_events"), ctx.get("logical_date"))
+        return steps.days_to_publish(ctx["params"], ctx.get("triggering_asset_events"), ctx.get("logical_date"))
 
     @task(pool=WAREHOUSE_POOL)
     def validate_marts(days: list[str]) -> dict:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        return pipeline.validate_marts(days, run_id=get_current_context()["run_id"])
+        return steps.validate_marts(warehouse(), days, run_id=get_current_context()["run_id"])
 
     # a blocked publish fails the run on purpose: no retries, `marts` keeps the last good night. Lock waits
-    # are retried inside the step, each bounded (ingest/publish.py), so a task retry would add nothing
+    # are retried inside the step, each bounded (orchestration/publish.py), so a task retry would add nothing
     @task(pool=WAREHOUSE_POOL, outlets=[MARTS], retries=0)
     def publish(days: list[str]) -> dict:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        return pipeline.publish(days, run_id=get_current_context()["run_id"])
+        return steps.publish(warehouse(), days, run_id=get_current_context()["run_id"])
 
     # officials hear about the night whatever happened to it (blocked, failed, nothing published yet);
     # the send ledger keeps its retries and re-runs from mailing anyone twice (reports/send.py)
     @task(pool=WAREHOUSE_POOL, trigger_rule="all_done")
     def send_summary(days: list[str]) -> list[str]:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        return [key for day in days for key in pipeline.send_summary(day)]
+        return [key for day in days for key in steps.send_summary(warehouse(), day)]
 
     days = service_days()
     # dbt builds the marts into marts_candidate, node by node, each node's tests right after it

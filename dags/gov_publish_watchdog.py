@@ -24,11 +24,12 @@ from orchestration.dag_settings import START, default_args
 def gov_publish_watchdog():
     @task
     def check_published() -> dict:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
         ctx = get_current_context()
         # the 07:00 run checks the day before, like the 02:00 ingest run
-        return pipeline.check_published(pipeline.service_day(ctx["params"], ctx.get("logical_date")))
+        return steps.check_published(warehouse(), steps.service_day(ctx["params"], ctx.get("logical_date")))
 
     check_published()
 

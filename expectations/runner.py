@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expectations.suites import Suite, severity_of
-from ingest.config import CHECKER, ConnInfo, connect_as, local_dir, role_conninfo
+from warehouse.connections import CHECKER, connect_as, role_conninfo
+from warehouse.conninfo import ConnInfo
+from warehouse.settings import local_dir
 
 log = logging.getLogger(__name__)
 # GX reads the checker's URL from this variable when it connects ("${...}" substitution): the URL,

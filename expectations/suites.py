@@ -25,8 +25,8 @@ from typing import Any
 import great_expectations as gx
 from great_expectations.expectations.metadata_types import FailureSeverity
 
-from ingest import reference as ref
-from ingest.config import DBT_PROJECT_DIR
+from warehouse import reference as ref
+from warehouse.settings import DBT_PROJECT_DIR, SERVICE_TZ
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Suite:
 
 
 def _local_day(column: str) -> str:
-    return f"to_char(({column}) at time zone 'Asia/Shanghai', 'YYYY-MM-DD')"
+    return f"to_char(({column}) at time zone '{SERVICE_TZ}', 'YYYY-MM-DD')"
 
 
 @cache

@@ -1,1 +1,1 @@
-"""Ingest package: source readers, normalisation, PII hashing, COPY loaders, ledger, scenario generator."""
+"""Landing files -> raw.*: feed contracts, readers, normalisation, PII, encoding, the COPY loader and its ledger."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from ingest import normalize as n
 from ingest import pii
-from ingest import reference as ref
+from warehouse import reference as ref
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class FeedSpec:
     reporter_column: str  # the column that must match the file's reporter code
     key: tuple[str, ...] = ()  # a second row with the same key in one file is rejected as duplicate_record
     pii_columns: dict[str, str] = field(default_factory=dict)  # source column -> kind
-    # the raw table has one partition per service day (ingest/sql/bootstrap.sql), made before a load
+    # the raw table has one partition per service day (warehouse/sql/bootstrap.sql), made before a load
     partitioned_by_day: bool = False
 
     @property

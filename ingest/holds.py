@@ -1,4 +1,4 @@
-"""Reporter-level checks that hold a file, and the release or rejection of a held file (DESIGN §6, §8).
+"""Reporter-level checks that hold a file (DESIGN §6, §8); ingest.decisions releases or rejects a held file.
 
 A file is *held* when it is readable but its reporter's delivery as a whole looks wrong:
 
@@ -26,17 +26,11 @@ ceiling. Recalibrate on real history (holiday closures) before tightening.
 
 from __future__ import annotations
 
-import getpass
 import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
-
-if TYPE_CHECKING:
-    from ingest.loader import FileResult
 
 SHRINK_RATIO = 0.5
 DOUBLED_SHARE = 1 / 3
@@ -110,69 +104,3 @@ def evidence(conn: psycopg.Connection, source: str, reporter: str, day: date) ->
         (source, reporter, day - timedelta(days=BAND_LOOKBACK_DAYS), day, BAND_DAYS)).fetchall()
     return Evidence(in_place[0] if in_place else None, in_place[1] if in_place else 0,
                     tuple(r[0] for r in recent))
-
-
-@dataclass(frozen=True)
-class HeldFile:
-    load_id: int
-    source: str
-    reporter_code: str
-    service_date: date
-    path: Path
-    content_sha256: str
-    error: str
-
-
-class NotHeld(Exception):
-    """The load named is not a held file (any more): nothing was changed."""
-
-
-def _take_held(conn: psycopg.Connection, load_id: int) -> HeldFile:
-    row = conn.execute(
-        """select load_id, source, reporter_code, service_date, file_path, content_sha256, error, status
-           from audit.load_ledger where load_id = %s for update""", (load_id,)).fetchone()
-    if row is None:
-        raise NotHeld(f"load {load_id} is not in audit.load_ledger")
-    if row[7] != "held":
-        raise NotHeld(f"load {load_id} is not held: its status is {row[7]}")
-    return HeldFile(row[0], row[1], row[2], row[3], Path(row[4]), row[5], row[6])
-
-
-def _decide(conn: psycopg.Connection, held: HeldFile, status: str, by: str | None, note: str) -> None:
-    conn.execute(
-        """update audit.load_ledger set status = %s, decided_by = %s, decided_at = now(), decision_note = %s
-           where load_id = %s""", (status, by or getpass.getuser(), note, held.load_id))
-
-
-def reject(conn: psycopg.Connection, load_id: int, note: str, by: str | None = None) -> HeldFile:
-    """Reject a held file: it is never loaded (the version in place, if any, keeps serving)."""
-    with conn.transaction():
-        held = _take_held(conn, load_id)
-        _decide(conn, held, "rejected", by, note)
-    return held
-
-
-def release(conn: psycopg.Connection, load_id: int, note: str, by: str | None = None) -> FileResult:
-    """Load a held file as it is (no reporter-level checks), in one transaction with the decision: it
-    replaces the version in place like any revision. The file must still be at its ledger path with the
-    content that was held; otherwise nothing changes (NotHeld). Returns the load's FileResult."""
-    from ingest import config, loader  # here: the loader imports this module for its checks
-    from ingest import landing as zone
-
-    with conn.transaction():
-        held = _take_held(conn, load_id)
-        _decide(conn, held, "released", by, note)
-        try:
-            with zone.landed_folder(config.landing_dir(), held.path) as folder_fd:
-                result = loader.load_file(conn, held.source, held.service_date, held.path, folder_fd,
-                                          hold_checks=False)
-        except zone.Refused as err:
-            raise NotHeld(f"load {load_id} was not released: {err}") from None
-        sha = conn.execute("select content_sha256 from audit.load_ledger where load_id = %s",
-                           (result.load_id,)).fetchone() if result.load_id else None
-        if result.status != "loaded" or sha is None or sha[0] != held.content_sha256:
-            raise NotHeld(f"load {load_id} was not released: {held.path} "
-                          + ("no longer has the content that was held (a newer file is loaded by the next run)"
-                             if result.status == "loaded" else f"could not be loaded ({result.status}: {result.error})"))
-        conn.execute("update audit.load_ledger set replaced_by = %s where load_id = %s", (result.load_id, load_id))
-    return result

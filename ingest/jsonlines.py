@@ -23,7 +23,7 @@ from ingest import normalize as n
 from ingest import pii
 from ingest.feeds import FeedSpec, Rejection, safe_record, storable_text
 from ingest.readers import SCAN_CHUNK, UNDECODABLE, EncodingVote, UnreadableFile, looks_binary
-from ingest.reference import SERVICE_CODES
+from warehouse.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one
 MAX_ARRAY_BYTES = 8 << 20  # 8 MiB of JSON array or pretty-printed objects: some 20,000 events, read whole

@@ -29,9 +29,9 @@ from datetime import date
 from functools import cache
 from pathlib import Path, PosixPath
 
-from ingest.config import DBT_PROJECT_DIR
 from ingest.feeds import SPECS, FeedSpec
 from ingest.readers import UnreadableFile
+from warehouse.settings import DBT_PROJECT_DIR
 
 # the reference seed naming each feed's reporters (dbt_project/seeds/<seed>.csv), and its code column
 REPORTER_SEEDS = {"streets": ("streets", "street_code"), "canteens": ("canteens", "canteen_code"),

@@ -22,11 +22,14 @@ import psycopg
 
 from ingest import landing as zone
 from ingest import pii
-from ingest.config import ConnInfo, connect_as, pii_hash_key
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
 from ingest.holds import Held, evidence, hold_reason
 from ingest.readers import Batch, NotUtf8, UnreadableFile, content_sha256, scan
 from ingest.readers import read as read_file
+from warehouse.connections import connect_as
+from warehouse.conninfo import ConnInfo
+from warehouse.credentials import pii_hash_key
+from warehouse.settings import SERVICE_TZ
 
 log = logging.getLogger(__name__)
 LOADER_ROLE = "gov_loader"
@@ -179,7 +182,7 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
                          content: Content, result: FileResult, hold_checks: bool = True) -> None:
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
-    conn.execute("set local timezone to 'Asia/Shanghai'")  # timestamps without an offset are local time
+    conn.execute(f"set local timezone to '{SERVICE_TZ}'")  # timestamps without an offset are local time
     current = conn.execute(
         """select load_id, content_sha256, file_bytes, status from audit.load_ledger
            where source = %s and reporter_code = %s and service_date = %s

@@ -7,9 +7,9 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
-TZ = ZoneInfo("Asia/Shanghai")
+from warehouse.settings import TZ
+
 EXCEL_EPOCH = date(1899, 12, 30)
 
 

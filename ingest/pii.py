@@ -10,7 +10,7 @@ from datetime import date
 
 from stdnum.cn import ric
 
-from ingest.config import pii_hash_key
+from warehouse.credentials import pii_hash_key
 
 PHONE_RE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d{9}(?![0-9A-Za-z])")
 ID_NUMBER_RE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")

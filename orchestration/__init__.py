@@ -1,1 +1,1 @@
-"""Airflow-side helpers shared by the DAG files (defaults, assets, notifiers); no business logic."""
+"""The night's orchestration: the steps DAG tasks call, dbt invocation, publish, reconciliation, local Airflow."""

@@ -9,13 +9,13 @@ import pendulum
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Asset
 
-from ingest.assets import MARTS_ASSET, RAW_FEED_ASSETS, RAW_NIGHT_ASSET
+from orchestration.assets import MARTS_ASSET, RAW_FEED_ASSETS, RAW_NIGHT_ASSET
+from warehouse.settings import SERVICE_TZ
 
-FEEDS = ("streets", "canteens", "assistance")
-TZ = "Asia/Shanghai"
+TZ = SERVICE_TZ  # pendulum takes the zone by name
 START = pendulum.datetime(2023, 1, 1, tz=TZ)
 ONCALL = os.environ.get("GOV_ONCALL_EMAIL", "oncall@taiyuan.example")
-WAREHOUSE_POOL = "warehouse"  # bounds concurrent warehouse sessions (created by `python -m ingest run/airflow`)
+WAREHOUSE_POOL = "warehouse"  # bounds concurrent warehouse sessions (created by `gov-warehouse run/airflow`)
 
 RAW_FEEDS = {feed: Asset(name=f"raw_{feed}", uri=uri) for feed, uri in RAW_FEED_ASSETS.items()}
 RAW_NIGHT = Asset(name="raw_night", uri=RAW_NIGHT_ASSET)

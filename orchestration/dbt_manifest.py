@@ -2,7 +2,7 @@
 
 Cosmos can discover a dbt project by running `dbt ls` while the DAG file is parsed; that would put a
 dbt command (seconds, and a profile) on every parse of the dag-processor. Instead `dbt parse` runs
-ahead of time, at the entry points that are about to start Airflow (`python -m ingest run` /
+ahead of time, at the entry points that are about to start Airflow (`gov-warehouse run` /
 `airflow` / `dbt-manifest`, the test fixtures, the image build), and the DAG file only reads the
 resulting `manifest.json`.
 """
@@ -18,12 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ingest import config
+from warehouse import settings
 
 log = logging.getLogger(__name__)
 
 # dbt writes here by default (dbt_project.yml: target-path), so `dbt docs`-style tooling finds it too
-DEFAULT_MANIFEST = config.DBT_PROJECT_DIR / "target" / "manifest.json"
+DEFAULT_MANIFEST = settings.DBT_PROJECT_DIR / "target" / "manifest.json"
 # what the manifest depends on: the project's sources, not its build output
 _PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml",
                    "models", "seeds", "snapshots", "macros", "tests", "analyses")
@@ -43,7 +43,7 @@ def project_digest() -> str:
     from importlib.metadata import version
 
     digest = hashlib.sha256(f"dbt-core {version('dbt-core')}\n".encode())
-    root = config.DBT_PROJECT_DIR
+    root = settings.DBT_PROJECT_DIR
     for name in _PROJECT_INPUTS:
         top = root / name
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
@@ -71,17 +71,17 @@ def ensure_manifest(force: bool = False) -> Path:
     manifest = manifest_path()
     if not force and is_current(manifest):
         return manifest
-    from ingest.pipeline import dbt_executable
+    from orchestration.dbt_run import dbt_executable
 
     digest = project_digest()
     manifest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dbt-parse-", dir=manifest.parent) as tmp:
         env = {**os.environ, **_PARSE_ENV, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
         cmd = [dbt_executable(), "parse", "--quiet", "--no-partial-parse",
-               "--project-dir", str(config.DBT_PROJECT_DIR), "--profiles-dir", str(config.DBT_PROJECT_DIR),
+               "--project-dir", str(settings.DBT_PROJECT_DIR), "--profiles-dir", str(settings.DBT_PROJECT_DIR),
                "--target-path", tmp, "--log-path", str(Path(tmp) / "logs")]
         log.info("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, env=env, cwd=config.DBT_PROJECT_DIR, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
             raise RuntimeError(f"dbt parse failed with exit code {proc.returncode}; see the output above")

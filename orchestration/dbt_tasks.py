@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import task
 
-from ingest import config
 from orchestration.dbt_manifest import manifest_path
+from warehouse import connections, settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,9 +28,9 @@ GROUP_ID = "dbt"
 # Without a manifest, the marts are still built, in one `dbt build` task of this name (see marts_build)
 FALLBACK_TASK_ID = "dbt_build_all_without_manifest"
 PROFILE_NAME, TARGET_NAME = "gov_warehouse", "warehouse"  # dbt_project/profiles.yml
-# the newest service day of the run (as `pipeline.build_marts(max(days))` did), rendered per task
+# the newest service day of the run (as `steps.build_marts(wh, max(days))` did), rendered per task
 SERVICE_DAY = "{{ ti.xcom_pull(task_ids='service_days') | max }}"
-# ingest.publish.CANDIDATE; not imported from there, as that would load psycopg on every DAG parse
+# orchestration.publish.CANDIDATE; not imported from there, as that would load psycopg on every DAG parse
 CANDIDATE_SCHEMA = "marts_candidate"
 
 
@@ -41,11 +41,13 @@ def dbt_vars() -> dict[str, str]:
 
 def warehouse_env(context: Any, operator: Any) -> None:
     """Cosmos interceptor, run in the task before the dbt command is built: the WH_* variables that
-    dbt_project/profiles.yml reads, from ingest.config (the one connection helper), resolved at run
+    dbt_project/profiles.yml reads, from warehouse.connections (the one connection helper), resolved at run
     time rather than at DAG parse time; the password is registered with Airflow's log masker."""
     from airflow.sdk.log import mask_secret
 
-    env = config.warehouse().dbt_env()
+    from orchestration.dbt_run import dbt_env
+
+    env = dbt_env(connections.warehouse())
     if env["WH_PASSWORD"]:
         mask_secret(env["WH_PASSWORD"], "WH_PASSWORD")
     operator.env = {**(operator.env or {}), **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
@@ -55,7 +57,7 @@ def marts_build(days: XComArg, pool: str) -> TaskGroup | XComArg:
     """The dbt step of gov_publish, downstream of `days` (the service_days task's output).
 
     From the manifest: a Cosmos DbtTaskGroup. Without one (an install that skipped
-    `python -m ingest dbt-manifest`), one clearly named `dbt build` task, so the DAG still loads and
+    `gov-warehouse dbt-manifest`), one clearly named `dbt build` task, so the DAG still loads and
     the night still publishes; its name says what to fix.
     """
     manifest = manifest_path()
@@ -64,13 +66,14 @@ def marts_build(days: XComArg, pool: str) -> TaskGroup | XComArg:
         days >> group
         return group
     log.warning("no dbt manifest at %s: gov_publish builds the marts in one task (%s); run "
-                "`python -m ingest dbt-manifest` for per-model tasks", manifest, FALLBACK_TASK_ID)
+                "`gov-warehouse dbt-manifest` for per-model tasks", manifest, FALLBACK_TASK_ID)
 
     @task(task_id=FALLBACK_TASK_ID, pool=pool)
     def build_all(service_days: list[str]) -> None:
-        from ingest import pipeline
+        from orchestration import steps
+        from warehouse.connections import warehouse
 
-        pipeline.build_marts(max(service_days))
+        steps.build_marts(warehouse(), max(service_days))
 
     return build_all(days)
 
@@ -88,7 +91,7 @@ def _dbt_task_group(manifest: Path, pool: str) -> TaskGroup:
     )
 
     project = ProjectConfig(
-        dbt_project_path=config.DBT_PROJECT_DIR,
+        dbt_project_path=settings.DBT_PROJECT_DIR,
         manifest_path=manifest,
         install_dbt_deps=False,  # the project has no packages
         partial_parse=True,  # each task reuses the previous task's parse (Cosmos caches partial_parse.msgpack)
@@ -101,7 +104,7 @@ def _dbt_task_group(manifest: Path, pool: str) -> TaskGroup:
         group_id=GROUP_ID,
         project_config=project,
         profile_config=ProfileConfig(profile_name=PROFILE_NAME, target_name=TARGET_NAME,
-                                     profiles_yml_filepath=config.DBT_PROJECT_DIR / "profiles.yml"),
+                                     profiles_yml_filepath=settings.DBT_PROJECT_DIR / "profiles.yml"),
         # dbt runs inside the task's own process (no interpreter start and dbt import per task)
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(

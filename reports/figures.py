@@ -13,7 +13,8 @@ from datetime import date, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.config import BI_READER, ConnInfo, connect_as
+from warehouse.connections import BI_READER, connect_as
+from warehouse.conninfo import ConnInfo
 
 TREND_DAYS = 30
 # what the figures read: all of them exist once a night has been published

@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass, field
 from functools import cache
 
-from ingest.config import DBT_PROJECT_DIR
+from warehouse.settings import DBT_PROJECT_DIR
 
 SOURCE_NAMES = {"streets": "街道小区台账", "canteens": "社区食堂", "assistance": "帮代办点"}
 RECEIVED = ("loaded", "replaced", "skipped_duplicate", "held")  # the reporter did send a file

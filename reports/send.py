@@ -32,11 +32,14 @@ from email.utils import formatdate
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest.config import DBT_PROJECT_DIR, REPORTER, ConnInfo, connect_as, local_dir
 from reports import night
 from reports.chart import trend_png
 from reports.figures import Scope, ScopeReport, load_report
 from reports.render import CHART_CID, render_html, render_text, subject
+from warehouse.connections import REPORTER, connect_as
+from warehouse.conninfo import ConnInfo
+from warehouse.reference import CITY_CODE, CITY_NAME
+from warehouse.settings import DBT_PROJECT_DIR, local_dir
 
 log = logging.getLogger(__name__)
 SMTP_CONN_ID = "smtp_default"
@@ -62,7 +65,7 @@ def recipients(wh: ConnInfo) -> list[dict]:
     extra = [e.strip() for e in os.environ.get("SUMMARY_RECIPIENTS", "").split(",") if e.strip()]
     for email in extra:
         rows.append({"official_key": "env-" + hashlib.sha256(email.encode()).hexdigest()[:12], "title": "订阅人",
-                     "email": email, "scope_level": "city", "scope_code": "140100", "scope_name": "太原市"})
+                     "email": email, "scope_level": "city", "scope_code": CITY_CODE, "scope_name": CITY_NAME})
     return rows
 
 

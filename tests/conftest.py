@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest import config
+from warehouse import conninfo
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -38,21 +38,21 @@ def server_url(local_dir):
     if url:
         yield url
         return
-    from ingest import embedded
+    from warehouse import embedded
 
     yield embedded.ensure_running().sqlalchemy_url()
     embedded.stop()
 
 
-def create_database(server_url: str, prefix: str = "gov_test") -> config.ConnInfo:
-    admin = config.parse_url(server_url)
+def create_database(server_url: str, prefix: str = "gov_test") -> conninfo.ConnInfo:
+    admin = conninfo.parse_url(server_url)
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     return admin.with_db(name)
 
 
-def drop_database(info: config.ConnInfo) -> None:
+def drop_database(info: conninfo.ConnInfo) -> None:
     admin = info.with_db("postgres")
     with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
         conn.execute(f'drop database if exists "{info.dbname}" with (force)')
@@ -61,7 +61,7 @@ def drop_database(info: config.ConnInfo) -> None:
 @pytest.fixture
 def fresh_warehouse(server_url):
     """An empty, bootstrapped warehouse database for one test."""
-    from ingest.bootstrap import bootstrap
+    from warehouse.bootstrap import bootstrap
 
     info = create_database(server_url)
     bootstrap(info)
@@ -72,7 +72,7 @@ def fresh_warehouse(server_url):
 @pytest.fixture(scope="session")
 def pipeline_warehouse(server_url, local_dir):
     """A warehouse database shared by the end-to-end tests, exported as WAREHOUSE_URL."""
-    from ingest.bootstrap import bootstrap
+    from warehouse.bootstrap import bootstrap
 
     info = create_database(server_url, "gov_e2e")
     bootstrap(info)

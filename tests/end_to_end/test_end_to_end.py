@@ -1,0 +1,297 @@
+"""End to end: generate three consecutive nights of the Taiyuan scenario, run the nightly DAGs
+through Airflow (`gov-warehouse run` -> `airflow dags test gov_ingest`, then `gov_publish`)
+against a real PostgreSQL, check the published marts and the officials' emails against counts
+computed independently from the generator's own records, and re-run to show nothing changes.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from email import policy
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from ingest import pii
+from scenario.generator import Night, Scenario
+from warehouse import conninfo, settings
+
+pytestmark = pytest.mark.e2e
+
+TZ = ZoneInfo("Asia/Shanghai")
+DAY0, DAY1, DAY2 = date(2023, 11, 5), date(2023, 11, 6), date(2023, 11, 7)
+DAYS = (DAY0, DAY1, DAY2)
+
+
+def run_pipeline(*days: date) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "commands", "run", "--day", days[0].isoformat(), "--to", days[-1].isoformat()]
+    # a broken step should fail the test at once, not wait out production retry back-offs
+    env = {**os.environ, "GOV_TASK_RETRIES": "0"}
+    return subprocess.run(args, cwd=settings.REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def nights(pipeline_warehouse, local_dir) -> dict[date, Night]:
+    scenario = Scenario()
+    generated = {day: scenario.write_night(day, settings.landing_dir()) for day in DAYS}
+    proc = run_pipeline(*DAYS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return generated
+
+
+def query(wh: conninfo.ConnInfo, sql: str, params=()) -> list[dict]:
+    with psycopg.connect(wh.conninfo(), row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def rate(numerator: int, denominator: int) -> Decimal | None:
+    if denominator == 0:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def local_day(ts: datetime) -> date:
+    return ts.astimezone(TZ).date()
+
+
+def expected_summary(day: date, nights: dict[date, Night]) -> dict:
+    """The city summary computed straight from what the generator wrote, by the KPI definitions."""
+    night = nights[day]
+    compounds = night.compounds
+    events = [e for n in nights.values() for e in n.events]
+    received = {e["service_request_id"]: e for e in events if e["event"] == "received"}
+    first_resolution: dict[str, datetime] = {}
+    for e in events:
+        if e["event"] in ("resolved", "dept_resolved"):
+            sid = e["service_request_id"]
+            first_resolution[sid] = min(first_resolution.get(sid, e["event_at"]), e["event_at"])
+    escalated = {e["service_request_id"] for e in events if e["event"] == "escalated"}
+    received_today = [r for r in received.values() if local_day(r["event_at"]) == day]
+    cohort = [r for r in received.values() if local_day(r["event_at"]) == day - timedelta(days=1)]
+    deadline = datetime.combine(day, time(9, 0), TZ)
+    overnight = [r for r in cohort if first_resolution.get(r["service_request_id"], deadline) < deadline]
+    n = len(compounds)
+    return {
+        "compounds": n,
+        "compounds_with_property_service": sum(c["property_mode"] != "none" for c in compounds),
+        "property_coverage_rate": rate(sum(c["property_mode"] != "none" for c in compounds), n),
+        "party_org_coverage_rate": rate(sum(c["party_org_type"] != "none" for c in compounds), n),
+        "owners_committee_coverage_rate": rate(sum(c["owners_committee"] != "none" for c in compounds), n),
+        "canteen_person_times": len(night.meals),
+        "canteen_distinct_diners": len({m["diner_card"] for m in night.meals}),
+        "canteens_reporting": len({m["canteen_code"] for m in night.meals}),
+        "canteen_subsidy_yuan": sum(Decimal(str(m["subsidy_yuan"])) for m in night.meals),
+        "cases_received": len(received_today),
+        "people_served": sum(r["people_served"] for r in received_today),
+        "cases_escalated": sum(r["service_request_id"] in escalated for r in received_today),
+        "cases_resolved": sum(local_day(t) == day for t in first_resolution.values()),
+        "overnight_cohort": len(cohort),
+        "overnight_resolution_rate": rate(len(overnight), len(cohort)),
+    }
+
+
+def test_city_summary_matches_generated_files(nights, pipeline_warehouse):
+    rows = {r["service_date"]: r for r in query(pipeline_warehouse, "select * from marts.mart_city_daily_summary")}
+    assert set(rows) == set(DAYS)
+    for day in DAYS:
+        expected = expected_summary(day, nights)
+        actual = {k: rows[day][k] for k in expected}
+        assert actual == expected, day
+    # the scenario is calibrated: about 13,000 canteen person-times and the programme's daily case rate
+    assert 12000 <= rows[DAY2]["canteen_person_times"] <= 14000
+    assert rows[DAY2]["cases_received"] in (174, 175)
+    assert rows[DAY2]["overnight_cohort"] > 0 and rows[DAY2]["overnight_resolution_rate"] is not None
+
+
+def test_every_file_and_row_is_accounted_for(nights, pipeline_warehouse):
+    ledger = query(pipeline_warehouse, "select * from audit.load_ledger where status = 'loaded'")
+    generated = {str(p) for n in nights.values() for p in n.files}
+    assert {r["file_path"] for r in ledger} == generated
+    assert all(r["rows_read"] == r["rows_loaded"] + r["rows_rejected"] for r in ledger)
+    by_source = {}
+    for r in ledger:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + r["rows_loaded"]
+    assert by_source["streets"] == sum(len(n.compounds) for n in nights.values())
+    assert by_source["canteens"] == sum(len(n.meals) for n in nights.values())
+    assert by_source["assistance"] == sum(len(n.events) for n in nights.values())
+
+
+def test_quality_checks_recorded(nights, pipeline_warehouse):
+    rows = query(pipeline_warehouse, "select suite, service_date, success from audit.dq_results")
+    suites = {r["suite"] for r in rows}
+    assert {"raw_streets_compounds", "raw_canteens_meals", "raw_assistance_case_events"} <= suites
+    assert {"marts_street_totals_equal_city", "marts_street_totals_equal_district",
+            "marts_no_personal_data_columns"} <= suites
+    assert {r["service_date"] for r in rows} == set(DAYS)
+    assert all(r["success"] for r in rows), [r for r in rows if not r["success"]]
+    published = query(pipeline_warehouse, "select service_date, status from audit.publish_log")
+    assert {(r["service_date"], r["status"]) for r in published} == {(d, "published") for d in DAYS}
+
+
+def _messages() -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+            for p in sorted(settings.outbox_dir().glob("*.eml"))]
+
+
+def _officials() -> list[dict]:
+    import csv
+
+    with (settings.DBT_PROJECT_DIR / "seeds" / "officials.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _text(msg) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_one_summary_per_official_per_day(nights, pipeline_warehouse):
+    subjects = sorted(m["Subject"] for m in _messages())
+    expected = sorted(f"【社区治理日报】{day.isoformat()} {o['scope_name']}" for day in DAYS for o in _officials())
+    assert subjects == expected
+    assert {m["To"] for m in _messages()} == {o["email"] for o in _officials()}
+
+
+def test_summary_email_shows_the_nights_figures_in_chinese(nights, pipeline_warehouse):
+    messages = {m["Subject"]: m for m in _messages()}
+    subject = f"【社区治理日报】{DAY2.isoformat()} 太原市"
+    assert subject in messages
+    msg = messages[subject]
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    expected = expected_summary(DAY2, nights)
+    assert f"受理事项（件）：{expected['cases_received']:,}" in text
+    assert f"社区食堂服务人次：{expected['canteen_person_times']:,}" in text
+    overnight = f"{float(expected['overnight_resolution_rate']) * 100:.1f}%"
+    assert f"解决不隔夜率（前一日受理）：{overnight}" in text
+    assert f"{expected['canteen_person_times']:,}" in html and "<script" not in html
+    for message in _messages():
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                body = part.get_content()
+                assert not pii.PHONE_RE.search(body) and not pii.ID_NUMBER_RE.search(body)
+
+
+def test_no_plain_personal_data_in_the_warehouse(nights, pipeline_warehouse):
+    phones = {e["requester_phone"] for n in nights.values() for e in n.events if "requester_phone" in e}
+    ids = {e["requester_id_number"] for n in nights.values() for e in n.events if "requester_id_number" in e}
+    cards = {m["diner_card"] for n in nights.values() for m in n.meals}
+    columns = query(pipeline_warehouse, """
+        select table_schema, table_name, column_name from information_schema.columns
+        where table_schema in ('raw', 'audit', 'staging', 'intermediate', 'marts')
+          and data_type in ('text', 'character varying', 'jsonb')""")
+    assert columns
+    with psycopg.connect(pipeline_warehouse.conninfo()) as conn:
+        for c in columns:
+            values = conn.execute(
+                f'select distinct "{c["column_name"]}"::text from "{c["table_schema"]}"."{c["table_name"]}"'
+            ).fetchall()
+            for (value,) in values:
+                if value is None:
+                    continue
+                assert not pii.PHONE_RE.search(value), (c, "phone pattern")
+                assert not pii.ID_NUMBER_RE.search(value), (c, "ID number pattern")
+                assert value not in phones and value not in ids and value not in cards, c
+
+
+def _scorecard_sums(wh: conninfo.ConnInfo, column: str, code: str, day: date) -> dict:
+    return query(wh, f"""select sum(cases_received) as received, sum(cases_backlog) as backlog,
+                                sum(canteen_person_times) as canteen
+                         from marts.mart_street_daily_scorecard where {column} = %s and service_date = %s""",
+                 (code, day))[0]
+
+
+def test_district_summary_matches_marts_and_stays_in_its_district(nights, pipeline_warehouse):
+    official = next(o for o in _officials() if o["scope_level"] == "district")
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} {official['scope_name']}")
+    text = _text(msg)
+    sums = _scorecard_sums(pipeline_warehouse, "district_code", official["scope_code"], DAY2)
+    assert f"受理事项（件）：{sums['received']:,}" in text
+    assert f"积压事项（件）：{sums['backlog']:,}" in text
+    assert f"社区食堂服务人次：{sums['canteen']:,}" in text
+    streets = query(pipeline_warehouse, "select street_code, street_name, district_code from marts.dim_street")
+    mine = {s["street_name"] for s in streets if s["district_code"] == official["scope_code"]}
+    others = {s["street_name"] for s in streets if s["district_code"] != official["scope_code"]} - mine
+    assert all(f"  {name}：受理" in text for name in mine)  # its per-street table
+    assert not [name for name in others if name in text]
+    districts = query(pipeline_warehouse, "select district_code, district_name from marts.dim_district")
+    assert not [d["district_name"] for d in districts
+                if d["district_code"] != official["scope_code"] and d["district_name"] in text]
+
+
+def test_street_summary_shows_only_its_street(nights, pipeline_warehouse):
+    official = next(o for o in _officials() if o["scope_level"] == "street")
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} {official['scope_name']}")
+    text = _text(msg)
+    sums = _scorecard_sums(pipeline_warehouse, "street_code", official["scope_code"], DAY2)
+    assert f"受理事项（件）：{sums['received']:,}" in text
+    assert "分区情况" not in text and "需关注的街道" not in text
+
+
+def test_chart_is_an_inline_png_that_decodes_and_is_not_blank(nights, pipeline_warehouse):
+    from io import BytesIO
+
+    from PIL import Image
+
+    msg = next(m for m in _messages() if m["Subject"] == f"【社区治理日报】{DAY2.isoformat()} 太原市")
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0]["Content-ID"] == "<trend-chart>"
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert 'src="cid:trend-chart"' in html and "http://" not in html and "https://" not in html
+    image = Image.open(BytesIO(images[0].get_content())).convert("RGB")
+    assert image.width >= 500 and image.height >= 250
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert len(colours) > 50  # bars, lines, anti-aliased CJK labels: not an empty canvas
+    white = max(colours)[0] / (image.width * image.height)
+    assert white < 0.97
+
+
+def test_summary_renders_in_headless_chromium(nights, pipeline_warehouse, tmp_path):
+    """Render the HTML (with its inline chart) in Debian's Chromium; the PNG is kept for a person to look at."""
+    from PIL import Image
+
+    from reports.render_check import render_eml
+
+    eml = next(p for p in sorted(settings.outbox_dir().glob("*.eml"))
+               if "city-duty" in p.name)
+    png = render_eml(eml, settings.outbox_dir() / "city-summary-rendered.png")
+    image = Image.open(png).convert("RGB")
+    assert image.width == 680
+    top = image.crop((0, 0, image.width, 60)).getcolors(maxcolors=1 << 16)
+    assert max(top)[1][0] > 150 and max(top)[1][1] < 60  # the red banner is drawn
+    assert len(image.getcolors(maxcolors=1 << 20)) > 100  # text, tables and the chart rendered
+
+
+def marts_digest(wh: conninfo.ConnInfo) -> dict[str, str]:
+    tables = [r["table_name"] for r in query(
+        wh, "select table_name from information_schema.tables where table_schema = 'marts' order by 1")]
+    digests = {}
+    for t in tables:
+        digests[t] = query(wh, f'select md5(coalesce(string_agg(t::text, \'|\' order by t::text), \'\')) as d '
+                               f'from marts."{t}" t')[0]["d"]
+    return digests
+
+
+def test_second_run_of_the_same_night_changes_nothing(nights, pipeline_warehouse):
+    before_marts = marts_digest(pipeline_warehouse)
+    raw_counts = "select (select count(*) from raw.streets_compounds) s, (select count(*) from raw.canteens_meals) c, " \
+                 "(select count(*) from raw.assistance_case_events) a"
+    before_raw = query(pipeline_warehouse, raw_counts)
+    before_ledger = query(pipeline_warehouse, "select max(load_id) as m from audit.load_ledger")[0]["m"]
+    before_mail = len(_messages())
+
+    proc = run_pipeline(DAY2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    assert marts_digest(pipeline_warehouse) == before_marts
+    assert query(pipeline_warehouse, raw_counts) == before_raw
+    new = query(pipeline_warehouse, "select status, count(*) as n from audit.load_ledger where load_id > %s "
+                                    "group by status", (before_ledger,))
+    assert new == [{"status": "skipped_duplicate", "n": len(nights[DAY2].files)}]
+    assert len(_messages()) == before_mail  # the send ledger keeps officials from getting it twice

@@ -1,0 +1,299 @@
+"""The distributed path of the production topology (DESIGN.md §11, issue #8) and backfills (issue #6):
+Airflow's api-server, scheduler, dag-processor and a Celery worker run as separate processes with the
+machine's PostgreSQL as metadata database and its Redis as Celery broker.
+
+1. `gov_ingest` is triggered through the REST API for one service day; the scheduler hands its tasks to
+   the Celery worker, the `raw_night` asset triggers `gov_publish`, and the published marts match the
+   scenario generator's own counts.
+2. `airflow backfill create` loads two more service days (each backfilled run finds its service day from
+   its logical date, and `gov_publish` follows on the asset events); the same backfill again, reprocessing
+   the completed runs, adds only `skipped_duplicate` ledger rows and leaves every mart byte-identical.
+
+One cluster serves both tests (module-scoped fixture). The module runs five gov_ingest and four or
+five gov_publish runs through Celery: about 19 minutes on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from email import policy
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orchestration import airflow_local
+from reports import smtp_sink
+from scenario.generator import Night, Scenario
+from tests.conftest import create_database, drop_database
+from tests.end_to_end.test_end_to_end import expected_summary, query
+from tests.support.airflow_cluster import AirflowCluster, flush_redis_db, free_redis_db
+from warehouse import conninfo, settings
+
+pytestmark = pytest.mark.e2e
+
+DAY0, DAY1, DAY2 = date(2023, 11, 5), date(2023, 11, 6), date(2023, 11, 7)
+BACKFILL_DAYS = (DAY1, DAY2)
+RUN_TIMEOUT = 900  # seconds for one round of runs
+# gov_publish renders one Celery task per dbt node from the dbt manifest (orchestration/dbt_tasks.py);
+# each costs a task process and a dbt start (~30 s on a busy 2-core machine), ~35 per publish (models,
+# seeds, snapshot, tests), and this module publishes four or five times: more than 7 minutes per
+# publish measured here. Without a manifest the DAG builds the marts in one `dbt build` task
+# (its documented fallback), which is what this module runs by default: it is about the distributed
+# path (REST, scheduler, Celery, assets, backfills); the per-node graph is checked by
+# tests/orchestration/test_dag_integrity.py.
+# Set GOV_DIST_TEST_PER_NODE_DBT=1 to run the per-node graph here too.
+PER_NODE_DBT = os.environ.get("GOV_DIST_TEST_PER_NODE_DBT") == "1"
+# task slots of the Celery worker: two, so that tasks of different runs overlap as they do in production
+WORKER_CONCURRENCY = int(os.environ.get("GOV_DIST_TEST_WORKER_CONCURRENCY", "2"))
+
+
+class Deployment:
+    """The cluster plus what the tests check it against: warehouse, landing zone, outbox, generated nights."""
+
+    def __init__(self, cluster: AirflowCluster, warehouse: conninfo.ConnInfo, metadata: conninfo.ConnInfo,
+                 landing: Path, outbox: Path, nights: dict[date, Night]):
+        self.cluster = cluster
+        self.landing = landing
+        self.warehouse = warehouse
+        self.metadata = metadata
+        self.outbox = outbox
+        self.nights = nights
+
+
+@pytest.fixture(scope="module")
+def deployment(server_url, tmp_path_factory):
+    from warehouse.bootstrap import bootstrap
+
+    root = tmp_path_factory.mktemp("distributed")
+    landing = root / "landing"
+    # the files the cluster loads, written by the project's own command
+    subprocess.run([sys.executable, "-m", "commands", "generate", "--day", DAY0.isoformat(), "--to", DAY2.isoformat(),
+                    "--out", str(landing)], check=True, capture_output=True, cwd=settings.REPO_ROOT)
+    # what the tests expect, from the generator's own records (same seed; nothing written)
+    scenario = Scenario()
+    nights = {day: Night(day=day, compounds=scenario.registry_rows(day), meals=scenario.meals(day),
+                         events=scenario.events(day)) for day in (DAY0, DAY1, DAY2)}
+
+    warehouse = create_database(server_url, "gov_dist")
+    metadata = create_database(server_url, "airflow_meta")
+    redis_db = free_redis_db()
+    sink = smtp_sink.start(root / "outbox")
+    bootstrap(warehouse)
+    cluster = AirflowCluster(
+        home=root / "airflow",
+        metadata_url=metadata.sqlalchemy_url(),
+        broker_url=f"redis://127.0.0.1:6379/{redis_db}",
+        smtp_port=sink.port,
+        extra_env={
+            "WAREHOUSE_URL": warehouse.sqlalchemy_url(),
+            "LANDING_DIR": str(landing),
+            "GOV_LOCAL_DIR": str(root / "local"),
+            "OUTBOX_DIR": str(root / "outbox"),
+            # a broken step should fail the test at once, not wait out production retry back-offs
+            "GOV_TASK_RETRIES": "0",
+            **({} if PER_NODE_DBT else {"GOV_DBT_MANIFEST": str(root / "no-dbt-manifest" / "manifest.json")}),
+        },
+        prepare_dags=PER_NODE_DBT,
+        worker_concurrency=WORKER_CONCURRENCY,
+    )
+    try:
+        cluster.start()
+        cluster.wait_ready()
+        _hold_cron_schedule(cluster, metadata)
+        yield Deployment(cluster, warehouse, metadata, landing, root / "outbox", nights)
+    finally:
+        cluster.stop()
+        sink.stop()
+        flush_redis_db(redis_db)
+        drop_database(metadata)
+        drop_database(warehouse)
+
+
+def _hold_cron_schedule(cluster: AirflowCluster, metadata: conninfo.ConnInfo) -> None:
+    """Unpause the DAGs without letting the 02:00 cron fire for today's date.
+
+    gov_ingest has catchup=False, so unpausing it makes the scheduler start the run of the latest
+    02:00 tick — a real night for which this test has no files, whose publish would rebuild the marts
+    for that date. A manual run parked in the far future (its run_after is never reached) keeps
+    gov_ingest at its max_active_runs=1 for non-backfill runs, so the scheduler creates no cron runs,
+    while manual runs still start (only *running* runs count against that limit) and backfill runs
+    have their own limit.
+    """
+    cluster.trigger("gov_ingest", None, run_after=datetime(2100, 1, 1, tzinfo=UTC),
+                    note="test: parks the cron schedule; never runs")
+    # the dag-processor records "max active runs reached" on its next parse of the file
+    deadline = time.monotonic() + 120
+    while not _exceeds_max_non_backfill(metadata, "gov_ingest"):
+        assert time.monotonic() < deadline, "dag-processor did not re-parse gov_ingest"
+        time.sleep(2)
+    cluster.set_paused("gov_publish", False)
+    cluster.set_paused("gov_ingest", False)
+
+
+def _exceeds_max_non_backfill(metadata: conninfo.ConnInfo, dag_id: str) -> bool:
+    # Airflow's metadata table: the REST API does not expose this scheduling flag
+    with psycopg.connect(metadata.conninfo()) as conn:
+        row = conn.execute("select exceeds_max_non_backfill from dag where dag_id = %s", (dag_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def _service_days_of(cluster: AirflowCluster, dag_id: str, runs: dict[str, dict]) -> dict[str, list[str]]:
+    task = "service_day" if dag_id == "gov_ingest" else "service_days"
+    days = {}
+    for run_id in runs:
+        value = cluster.xcom(dag_id, run_id, task)
+        days[run_id] = value if isinstance(value, list) else [value]
+    return days
+
+
+def _wait_publish_settled(cluster: AirflowCluster, since: datetime, days: set[date]) -> dict[str, dict]:
+    """Wait until the asset-triggered gov_publish runs started after `since` have published `days` and
+    nothing is left queued; return those runs (all of them must have succeeded)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        cluster.check_alive()
+        runs = {r["dag_run_id"]: r for r in cluster.dag_runs("gov_publish")
+                if r["run_type"] == "asset_triggered" and datetime.fromisoformat(r["queued_at"]) >= since}
+        done = {k: r for k, r in runs.items() if r["state"] in ("success", "failed")}
+        if runs and len(done) == len(runs) and cluster.queued_asset_events("gov_publish") == 0:
+            covered = {d for v in _service_days_of(cluster, "gov_publish", done).values() for d in v}
+            failed = {k: r for k, r in done.items() if r["state"] != "success"}
+            assert not failed, cluster.describe("gov_publish", failed)
+            if covered >= {d.isoformat() for d in days}:
+                return done
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gov_publish did not settle: {cluster.describe('gov_publish', runs)}\n"
+                               f"{cluster.log_tails()}")
+        time.sleep(3)
+
+
+def _marts_fingerprint(wh: conninfo.ConnInfo) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of the ordered rows of every marts table."""
+    with psycopg.connect(wh.conninfo()) as conn:
+        tables = [t for (t,) in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1")]
+        out = {}
+        for table in tables:
+            out[table] = conn.execute(
+                f"""select count(*), md5(coalesce(string_agg(t::text, E'\\n' order by t::text), ''))
+                    from marts."{table}" t""").fetchone()
+    return out
+
+
+def _backfill(cluster: AirflowCluster, *extra: str) -> None:
+    # the CLI writes the backfill into the metadata database; the scheduler then runs it
+    cluster.airflow("backfill", "create", "--dag-id", "gov_ingest",
+                    "--from-date", airflow_local.logical_date_for(BACKFILL_DAYS[0]).isoformat(),
+                    "--to-date", airflow_local.logical_date_for(BACKFILL_DAYS[-1]).isoformat(),
+                    # one night after the other, as the nightly schedule would have run them
+                    "--max-active-runs", "1", *extra)
+
+
+def _backfill_runs(cluster: AirflowCluster) -> dict[str, dict]:
+    wanted = {airflow_local.logical_date_for(d) for d in BACKFILL_DAYS}
+    return {r["dag_run_id"]: r for r in cluster.dag_runs("gov_ingest")
+            if r["logical_date"] and datetime.fromisoformat(r["logical_date"]) in wanted}
+
+
+def _round(cluster: AirflowCluster, *extra: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    """One backfill of BACKFILL_DAYS through to the published marts: (ingest runs, publish runs)."""
+    since = datetime.now(UTC)
+    _backfill(cluster, *extra)
+    runs = _backfill_runs(cluster)
+    assert len(runs) == len(BACKFILL_DAYS), runs
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        runs = cluster.wait_runs("gov_ingest", set(runs), max(1.0, deadline - time.monotonic()))
+        # a reprocessed run is cleared back to queued: wait for its new end, not the previous one
+        if all(r["end_date"] and datetime.fromisoformat(r["end_date"]) > since for r in runs.values()):
+            break
+        time.sleep(3)
+    assert all(r["state"] == "success" for r in runs.values()), cluster.describe("gov_ingest", runs)
+    assert {r["run_type"] for r in runs.values()} == {"backfill"}
+    publish = _wait_publish_settled(cluster, since, set(BACKFILL_DAYS))
+    return runs, publish
+
+
+def _messages(outbox: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(outbox.glob("*.eml"))]
+
+
+def test_nightly_run_triggered_over_rest_runs_on_the_celery_worker(deployment):
+    cluster, wh = deployment.cluster, deployment.warehouse
+    since = datetime.now(UTC)
+    # the 02:00 run of the next morning processes DAY0, as the schedule would (no service_date param)
+    run = cluster.trigger("gov_ingest", airflow_local.logical_date_for(DAY0))
+    runs = cluster.wait_runs("gov_ingest", {run["dag_run_id"]}, RUN_TIMEOUT)
+    assert runs[run["dag_run_id"]]["state"] == "success", cluster.describe("gov_ingest", runs)
+    assert _service_days_of(cluster, "gov_ingest", runs) == {run["dag_run_id"]: [DAY0.isoformat()]}
+
+    publish = _wait_publish_settled(cluster, since, {DAY0})
+    # gov_publish found its service day in the triggering asset event's extra
+    assert list(_service_days_of(cluster, "gov_publish", publish).values()) == [[DAY0.isoformat()]]
+
+    # every task went through Celery: the worker stored one result per task instance in the backend
+    tis = [t for dag_id, rs in (("gov_ingest", runs), ("gov_publish", publish)) for r in rs
+           for t in cluster.task_instances(dag_id, r)]
+    deadline = time.monotonic() + 60
+    while True:
+        # the worker stores a task's final result a moment after Airflow has recorded the task's state
+        with psycopg.connect(deployment.metadata.conninfo()) as conn:
+            results = dict(conn.execute("select status, count(*) from celery_taskmeta group by 1").fetchall())
+        if results == {"SUCCESS": len(tis)} or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert results == {"SUCCESS": len(tis)}, (results, len(tis))
+
+    row = query(wh, "select * from marts.mart_city_daily_summary where service_date = %s", (DAY0,))
+    assert len(row) == 1
+    expected = expected_summary(DAY0, {DAY0: deployment.nights[DAY0]})
+    assert {k: row[0][k] for k in expected} == expected
+    published = query(wh, "select service_date, status from audit.publish_log")
+    assert {(r["service_date"], r["status"]) for r in published} == {(DAY0, "published")}
+
+    # the officials' summaries went out through smtp_default
+    time.sleep(1)
+    subjects = {m["Subject"] for m in _messages(deployment.outbox)}
+    assert f"【社区治理日报】{DAY0.isoformat()} 太原市" in subjects
+
+
+def test_backfill_over_a_date_range_twice_changes_nothing(deployment):
+    cluster, wh = deployment.cluster, deployment.warehouse
+
+    ingest_runs, _ = _round(cluster)
+    # each backfilled run found its service day from its logical date (02:00 the next morning)
+    by_logical = {datetime.fromisoformat(r["logical_date"]): run_id for run_id, r in ingest_runs.items()}
+    days = _service_days_of(cluster, "gov_ingest", ingest_runs)
+    assert {days[by_logical[airflow_local.logical_date_for(d)]][0] for d in BACKFILL_DAYS} == {
+        d.isoformat() for d in BACKFILL_DAYS}
+    for d in BACKFILL_DAYS:
+        assert days[by_logical[airflow_local.logical_date_for(d)]] == [d.isoformat()]
+
+    summaries = {r["service_date"]: r for r in query(wh, "select * from marts.mart_city_daily_summary")}
+    assert set(summaries) == {DAY0, DAY1, DAY2}
+    for d in BACKFILL_DAYS:
+        expected = expected_summary(d, deployment.nights)
+        assert {k: summaries[d][k] for k in expected} == expected, d
+    before = _marts_fingerprint(wh)
+    last_load = query(wh, "select coalesce(max(load_id), 0) as m from audit.load_ledger")[0]["m"]
+
+    # the same range again, re-running the completed runs (without it, Airflow would skip them)
+    _round(cluster, "--reprocess-behavior", "completed")
+    again = query(wh, "select source, status, service_date from audit.load_ledger where load_id > %s", (last_load,))
+    # one ledger row per landed file of the two days, as the CLI wrote them
+    files = [p for d in BACKFILL_DAYS for feed in settings.FEEDS
+             for p in (deployment.landing / feed / d.isoformat()).iterdir()]
+    assert len(again) == len(files)
+    assert {r["status"] for r in again} == {"skipped_duplicate"}
+    assert {r["service_date"] for r in again} == set(BACKFILL_DAYS)
+    assert _marts_fingerprint(wh) == before
+
+    # the parked manual run kept the cron schedule quiet: only the runs this module asked for
+    run_types = {r["run_type"] for r in cluster.dag_runs("gov_ingest")}
+    assert run_types <= {"manual", "backfill"}, run_types

@@ -1,0 +1,216 @@
+"""DAG policy: every DAG file imports without errors and without touching a database or dbt, and
+every DAG follows the house rules (owner, tags, retries with back-off, timeouts, Shanghai time);
+gov_publish's dbt step is one task per dbt node, rendered from the `dbt parse` manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from orchestration import dbt_manifest
+from warehouse import settings
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_DAGS = {"gov_ingest", "gov_publish", "gov_publish_watchdog"}
+DBT_GROUP = "dbt"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    """The manifest the DAG renders from, made the way the entry points make it (`dbt parse`, before any DAG parse)."""
+    path = dbt_manifest.ensure_manifest()
+    assert dbt_manifest.is_current(path)
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory, manifest):
+    home = tmp_path_factory.mktemp("airflow_home")
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(settings.DAGS_DIR)
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(settings.DAGS_DIR))
+    yield bag
+    for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES"):
+        os.environ.pop(key, None)
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED_DAGS
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_policy(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "governance" in dag.tags
+    assert str(dag.timezone).endswith("Asia/Shanghai")
+    assert dag.max_active_runs == 1 and not dag.catchup
+    for task in dag.tasks:
+        assert task.owner == "gov-data", task.task_id
+        assert task.execution_timeout is not None, task.task_id
+        assert task.on_failure_callback, task.task_id
+        # a blocked publish is a verdict, not a glitch: it alone is not retried
+        if dag_id != "gov_publish_watchdog" and task.task_id != "publish":
+            assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
+
+
+def test_ingest_produces_feed_assets_that_schedule_publish(dagbag):
+    ingest, publish = dagbag.dags["gov_ingest"], dagbag.dags["gov_publish"]
+    outlets = {o.uri for t in ingest.tasks for o in t.outlets}
+    assert {"gov://warehouse/raw/streets_compounds", "gov://warehouse/raw/canteens_meals",
+            "gov://warehouse/raw/assistance_case_events", "gov://warehouse/raw/night"} <= outlets
+    # data-aware scheduling: publish runs when the night's raw data is in
+    assert "gov://warehouse/raw/night" in str(publish.timetable.asset_condition)
+    assert "send_summary" in publish.task_ids and "publish" in publish.get_task("send_summary").upstream_task_ids
+    # database work shares one bounded pool
+    assert {t.pool for t in ingest.tasks if t.task_id.startswith("load_")} == {"warehouse"}
+
+
+# Runs a DAG file in a fresh interpreter, then reports whether dbt itself was loaded: Cosmos could run
+# dbt in-process (dbtRunner), which no PATH would stop.
+PARSE_PROBE = textwrap.dedent("""
+    import json, runpy, sys
+    runpy.run_path(sys.argv[1], run_name="__main__")
+    print(json.dumps({
+        "dbt_loaded": sorted(m for m in sys.modules if m == "dbt.cli.main" or m.startswith(("dbt.parser", "dbt.task"))),
+    }))
+""")
+
+
+def _parse_in_fresh_interpreter(path, **env_overrides: str) -> dict:
+    env = {**os.environ, "WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none", "PATH": "", **env_overrides}
+    proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_dag_files_parse_without_database_or_dbt(manifest):
+    """Importing a DAG file must not connect anywhere or run dbt: an unreachable warehouse, no PATH (no dbt
+    executable), and dbt's parser and runner modules must not even be imported."""
+    for path in settings.DAGS_DIR.glob("gov_*.py"):
+        assert _parse_in_fresh_interpreter(path)["dbt_loaded"] == [], path.name
+
+
+def _dbt_nodes(manifest: dict) -> dict[str, dict]:
+    """The project's models, seeds and snapshots: what gov_publish must run, one task each."""
+    return {uid: node for uid, node in manifest["nodes"].items()
+            if node["resource_type"] in ("model", "seed", "snapshot") and node["package_name"] == "gov_warehouse"}
+
+
+def _task_for(node: dict) -> str:
+    return f"{DBT_GROUP}.{node['name']}_{node['resource_type']}_build"
+
+
+def test_publish_runs_a_dbt_task_per_node_with_its_tests(dagbag, manifest):
+    from cosmos.operators.local import DbtBuildLocalOperator
+
+    publish = dagbag.dags["gov_publish"]
+    nodes = _dbt_nodes(manifest)
+    marts = [n for n in nodes.values() if n["resource_type"] == "model" and n["path"].startswith("marts/")]
+    assert len(marts) >= 12  # every mart of DESIGN.md section 7
+    dbt_tasks = {t.task_id: t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")}
+    for uid, node in nodes.items():
+        task = dbt_tasks[_task_for(node)]
+        # `dbt build --select <node>`: the node, then its own tests, in one task with its own retries
+        assert isinstance(task, DbtBuildLocalOperator) and task.base_cmd == ["build"], uid
+        assert task.select == "fqn:" + ".".join(node["fqn"]), uid
+        # dbt's dependencies are the tasks' dependencies
+        for parent in node["depends_on"].get("nodes", []):
+            if parent in nodes:
+                assert _task_for(nodes[parent]) in task.upstream_task_ids, (uid, parent)
+    # nothing else than the nodes and the tests that span several of them
+    node_tasks = {_task_for(n) for n in nodes.values()}
+    assert set(dbt_tasks) - node_tasks == {t for t in dbt_tasks if t.endswith("_test")}
+    # every dbt task runs after the service day is known, the mart checks after every dbt task
+    roots = [t for t in dbt_tasks.values() if not t.upstream_task_ids - {"service_days"}]
+    assert roots and all("service_days" in t.upstream_task_ids for t in roots)
+    validate = publish.get_task("validate_marts")
+    assert all(validate.task_id in t.get_flat_relative_ids(upstream=False) for t in dbt_tasks.values())
+
+
+def test_tests_spanning_two_nodes_run_after_both(dagbag, manifest):
+    """A relationships test read with one parent freshly built and the other not would check a mix of
+    nights: it runs in its own task after both parents, and is left out of each parent's build."""
+    publish = dagbag.dags["gov_publish"]
+    nodes = _dbt_nodes(manifest)
+    spanning = [t for t in manifest["nodes"].values()
+                if t["resource_type"] == "test" and len(t["depends_on"].get("nodes", [])) > 1]
+    assert spanning
+    for test in spanning:
+        task = publish.get_task(f"{DBT_GROUP}.{test['name']}_test")
+        assert task.base_cmd == ["test"] and task.select == test["name"]
+        for parent in test["depends_on"]["nodes"]:
+            if parent in nodes:
+                assert _task_for(nodes[parent]) in task.upstream_task_ids, (test["name"], parent)
+                assert test["name"] in (publish.get_task(_task_for(nodes[parent])).exclude or ""), parent
+
+
+def test_dbt_tasks_share_the_warehouse_pool_the_connection_and_the_nights_vars(dagbag, monkeypatch):
+    from cosmos.constants import InvocationMode
+
+    from orchestration.dbt_tasks import warehouse_env
+
+    publish = dagbag.dags["gov_publish"]
+    dbt_tasks = [t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")]
+    assert dbt_tasks
+    for task in dbt_tasks:
+        assert task.pool == "warehouse", task.task_id
+        # dbt in the task's own process, reusing the previous task's parse
+        assert task.invocation_mode == InvocationMode.DBT_RUNNER and task.partial_parse, task.task_id
+        assert str(task.profile_config.profiles_yml_filepath) == str(settings.DBT_PROJECT_DIR / "profiles.yml")
+        # vars is a templated field: the service day comes from the service_days task of the same run
+        assert "vars" in task.template_fields
+        assert task.vars == {"service_date": "{{ ti.xcom_pull(task_ids='service_days') | max }}",
+                             "marts_schema": "marts_candidate"}, task.task_id
+        assert task.interceptors == [warehouse_env], task.task_id
+    # the interceptor gives dbt the one connection (warehouse.connections), resolved when the task runs
+    task = dbt_tasks[0]
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://gov:s3cret@wh.example:6432/gov_warehouse")
+    monkeypatch.setenv("GOV_TRANSFORMER_PASSWORD", "transformer-pw")
+    env_before = dict(task.env or {})
+    try:
+        warehouse_env({}, task)
+        assert task.env["WH_HOST"] == "wh.example" and task.env["WH_PORT"] == "6432"
+        # dbt logs in as gov_transformer with its own password, never as the administrator
+        assert task.env["WH_USER"] == "gov_transformer" and task.env["WH_DBNAME"] == "gov_warehouse"
+        assert task.env["WH_PASSWORD"] == "transformer-pw"
+    finally:
+        task.env = env_before
+
+
+def test_publish_without_a_manifest_still_loads_with_one_build_task(tmp_path):
+    """An install that skipped `gov-warehouse dbt-manifest` still has a working gov_publish: one dbt build
+    task whose name says what is missing (and still no dbt at import)."""
+    from orchestration.dbt_tasks import FALLBACK_TASK_ID
+
+    probe = textwrap.dedent(f"""
+        import json, os, sys
+        os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=sys.argv[1])
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.dags["gov_publish"]
+        task = dag.get_task("{FALLBACK_TASK_ID}")
+        print(json.dumps({{"tasks": sorted(dag.task_ids), "pool": task.pool,
+                           "downstream": sorted(task.downstream_task_ids), "upstream": sorted(task.upstream_task_ids),
+                           "dbt_loaded": [m for m in sys.modules if m == "dbt.cli.main"]}}))
+    """)
+    env = {**os.environ, "GOV_DBT_MANIFEST": str(tmp_path / "missing" / "manifest.json"), "PATH": "",
+           "AIRFLOW_HOME": str(tmp_path / "airflow"), "WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    proc = subprocess.run([sys.executable, "-c", probe, str(settings.DAGS_DIR / "gov_publish.py")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not [t for t in out["tasks"] if t.startswith(f"{DBT_GROUP}.")]
+    assert out["pool"] == "warehouse" and out["upstream"] == ["service_days"] and out["downstream"] == ["validate_marts"]
+    assert out["dbt_loaded"] == []

@@ -1,0 +1,179 @@
+"""`gov-warehouse reconcile` on three nights of the built-in scenario, in a database of its own.
+
+The command generates, loads (the project's loader), builds (one full dbt build) and prints published vs
+warehouse figures. Expected warehouse figures are computed here from the generator's own records (and
+the published figures from the project's seed file), never read back from the warehouse.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections import Counter
+from contextlib import redirect_stdout
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import psycopg
+import pytest
+
+from commands import cli
+from orchestration import reconcile
+from scenario.generator import PROGRAMME_END, PROGRAMME_START, Scenario
+from warehouse import conninfo, settings
+
+pytestmark = pytest.mark.integration
+
+START, END = date(2023, 3, 1), date(2023, 3, 3)  # inside the programme period, before its last transitions
+DAYS = [START + timedelta(days=i) for i in range((END - START).days + 1)]
+
+
+def _published() -> dict[tuple[str, str], Decimal]:
+    with (settings.DBT_PROJECT_DIR / "seeds" / "published_figures.csv").open(encoding="utf-8") as f:
+        return {(r["figure_key"], r["scope_code"]): Decimal(r["value"]) for r in csv.DictReader(f)}
+
+
+def _expected_warehouse(scenario: Scenario) -> dict[tuple[str, str], Decimal]:
+    """The figures of the three nights as the generator made them."""
+    registry = scenario.registry_rows(END)  # registry figures are read on the period's last night
+    by_district: dict[str, Counter] = {}
+    for r in registry:
+        c = by_district.setdefault(r["district_code"], Counter())
+        c["compounds"] += 1
+        c["with_party_org"] += r["party_org_type"] != "none"
+        c["branches"] += r["party_org_type"] == "branch"
+        c["groups"] += r["party_org_type"] == "group"
+        c["building_heads"] += r["building_heads"]
+        c["unit_heads"] += r["unit_heads"]
+        c["stations"] += r["service_station"]
+        c["committee"] += r["owners_committee"] != "none"
+    xd, yz = by_district["140105"], by_district["140106"]
+    xd_compounds = [c for c in scenario.compounds if c.district_code == "140105"]
+    measures = Counter(c.measure for c in xd_compounds)  # a transition not started yet still counts (awaiting)
+    yz_communities = len({r["community_code"] for r in registry if r["district_code"] == "140106"})
+    cases = [Scenario.cases_on(day) for day in DAYS]
+    meals_per_day = [len(scenario.meals(day)) for day in DAYS]
+    # 0.5 yuan/m2/month, rounded to the fen per month, six months, for the transitions started by END
+    started = [c for c in xd_compounds if c.subsidy_start and c.subsidy_start <= END]
+    subsidy = sum((Decimal(str(c.building_area_m2)) / 2).quantize(Decimal("0.01"), ROUND_HALF_UP) * 6 for c in started)
+    return {
+        ("compounds", "140105"): Decimal(xd["compounds"]),
+        ("compounds", "140106"): Decimal(yz["compounds"]),
+        ("communities", "140106"): Decimal(yz_communities),
+        ("compounds_per_community_avg", "140106"): (Decimal(yz["compounds"]) / yz_communities).quantize(
+            Decimal(1), ROUND_HALF_UP),
+        ("compounds_without_property_service_before", "140105"): Decimal(sum(measures[m] for m in (
+            "red_property", "unit_assisted", "subsidy_transition", "community_fallback"))),
+        **{(f"four_measures.{m}", "140105"): Decimal(measures[m])
+           for m in ("red_property", "unit_assisted", "subsidy_transition", "community_fallback")},
+        ("compounds_with_party_org", "140106"): Decimal(yz["with_party_org"]),
+        ("party_branches_compound_or_grid", "140105"): Decimal(xd["branches"]),
+        ("party_groups", "140105"): Decimal(xd["groups"]),
+        ("building_heads", "140105"): Decimal(xd["building_heads"]),
+        ("unit_heads", "140105"): Decimal(xd["unit_heads"]),
+        ("party_service_stations", "140105"): Decimal(xd["stations"]),
+        ("owners_committee_coverage_rate", "140100"): (
+            Decimal(sum(c["committee"] for c in by_district.values())) / len(registry)).quantize(
+            Decimal("0.01"), ROUND_HALF_UP),
+        ("canteens_with_assistance_desk", "140100"): Decimal(len(scenario.canteens)),
+        ("canteen_person_times_per_day", "140100"): (Decimal(sum(meals_per_day)) / len(DAYS)).quantize(
+            Decimal(1), ROUND_HALF_UP),
+        ("assistance_points", "140100"): Decimal(len(scenario.points)),  # every point submits every night
+        ("assistance_matters_handled", "140100"): Decimal(sum(n for _, n in cases)),
+        ("assistance_person_times", "140100"): Decimal(sum(
+            Scenario.people_served(k) for first, n in cases for k in range(first, first + n))),
+        ("subsidy_spent_yuan", "140105"): subsidy,
+        ("subsidy_yuan_per_m2_month", "140105"): Decimal("0.5"),
+        ("subsidy_months", "140105"): Decimal(6),
+    }
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """`gov-warehouse …` in this process: exit code and what it printed."""
+    out = io.StringIO()
+    code = 0
+    with redirect_stdout(out):
+        try:
+            cli.main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reconciled(server_url, local_dir):
+    """Run the command once, as `make reconcile FROM=… TO=…` does, into a database of its own."""
+    dbname = f"gov_test_reconcile_{uuid.uuid4().hex[:8]}"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("WAREHOUSE_URL", server_url)
+            code, out = _run(["reconcile", "--from", START.isoformat(), "--to", END.isoformat(),
+                              "--database", dbname])
+        yield conninfo.parse_url(server_url).with_db(dbname), code, out
+    finally:
+        with psycopg.connect(conninfo.parse_url(server_url).conninfo(), autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{dbname}" with (force)')
+
+
+def test_three_nights_reproduce_the_generator_and_the_published_figures(reconciled):
+    wh, code, out = reconciled
+    assert code == 0, out[-3000:]
+    assert "reconciled:" in out and "RECONCILIATION FAILED" not in out
+
+    report = reconcile.compare(wh, START, END)
+    expected = _expected_warehouse(Scenario())
+    got = {(f.figure_key, f.scope_code): f.warehouse for f in report.figures}
+    assert got == expected
+    # 小店区 1,157 compounds, 296 before the programme split 26/62/150/58; 迎泽区 1,297 all with a party org;
+    # 312 canteens, 1,378 points: these hold on any night, so they are compared and equal the published ones
+    published = _published()
+    for f in report.figures:
+        assert f.published == published[(f.figure_key, f.scope_code)]
+        assert f.compared == (not f.needs_programme_period)
+        if f.compared:
+            assert f.matches, f
+    assert {f.figure_key for f in report.figures if f.needs_programme_period} == {
+        "assistance_matters_handled", "assistance_person_times", "subsidy_spent_yuan"}
+    # the printed table shows the three nights' totals beside the published programme totals
+    matters = expected[("assistance_matters_handled", "140100")]
+    assert any(line.startswith("assistance_matters_handled ") and "53,169" in line and f"{int(matters):,}" in line
+               and line.rstrip().endswith("n/a") for line in out.splitlines()), out
+    # published figures the data cannot express are named, not silently dropped
+    assert "resident_population (140105)" in out
+
+
+def test_a_tampered_published_figure_fails_naming_it(reconciled, server_url, monkeypatch):
+    wh, _, _ = reconciled
+    monkeypatch.setenv("WAREHOUSE_URL", server_url)
+    with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+        conn.execute("update seeds.published_figures set value = value + 1 "
+                     "where figure_key = 'compounds' and scope_code = '140105'")
+    try:
+        code, out = _run(["reconcile", "--compare-only", "--from", START.isoformat(), "--to", END.isoformat(),
+                          "--database", wh.dbname])
+    finally:
+        with psycopg.connect(wh.conninfo(), autocommit=True) as conn:
+            conn.execute("update seeds.published_figures set value = value - 1 "
+                         "where figure_key = 'compounds' and scope_code = '140105'")
+    assert code == 1
+    assert "RECONCILIATION FAILED: 1 mismatched: compounds (140105)" in out
+    row = next(line for line in out.splitlines() if line.startswith("compounds ") and "140105" in line)
+    assert "1,158" in row and "1,157" in row and "MISMATCH" in row
+
+
+def test_programme_totals_fail_unless_the_whole_programme_period_is_loaded(reconciled):
+    """Claimed as the programme period, three loaded nights fall short of the cumulative totals."""
+    wh, _, _ = reconciled
+    report = reconcile.compare(wh, PROGRAMME_START, PROGRAMME_END)
+    assert not report.ok
+    assert {(f.figure_key, f.scope_code) for f in report.mismatches} == {
+        ("assistance_matters_handled", "140100"), ("assistance_person_times", "140100"),
+        ("subsidy_spent_yuan", "140105")}
+    assert "RECONCILIATION FAILED: 3 mismatched" in report.table()
+
+
+def test_refuses_to_drop_the_warehouse_itself(server_url):
+    server = conninfo.parse_url(server_url)
+    with pytest.raises(ValueError, match="refusing to drop"):
+        reconcile.prepare_database(server, server.dbname)

@@ -1,0 +1,204 @@
+"""No secret anywhere, and each step by its own role: one night through Airflow (`gov-warehouse run`)
+with a marker password in the administrator's URL and in every role's password variable (trust
+authentication accepts any password, so each is a string to look for, set on real roles by the
+bootstrap). Afterwards no file the run produced (logs, GX project, dbt target and logs, Airflow's home,
+the outbox) and no text column of the warehouse holds any of them; every connection during the run
+logged in as the role of its step, and the administrator only for the bootstrap.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest import loader
+from scenario.generator import Scenario
+from tests.conftest import create_database, drop_database
+from warehouse import connections, conninfo, credentials, settings
+
+pytestmark = pytest.mark.e2e
+
+DAY = date(2023, 11, 7)
+STEP_ROLES = {connections.LOADER, connections.TRANSFORMER, connections.CHECKER, connections.PUBLISHER, connections.REPORTER,
+              connections.BI_READER}
+# who may write which audit table (recorded by the triggers below, as the session's login role)
+WRITERS = {"load_ledger": {connections.LOADER}, "rejected_rows": {connections.LOADER}, "dq_results": {connections.CHECKER},
+           "publish_log": {connections.PUBLISHER}, "summary_sends": {connections.REPORTER}}
+
+WRITE_LOG = """
+create table public.write_log (table_name text, login_role text, acting_role text);
+create function public.log_write() returns trigger language plpgsql security definer as $$
+begin
+  -- current_user is this function's owner here; the `role` setting is what a SET ROLE chose ('none')
+  insert into public.write_log values (tg_table_name, session_user, current_setting('role'));
+  return null;
+end $$;
+"""
+
+
+class ConnectionWatch(threading.Thread):
+    """Samples pg_stat_activity of one database: (login role, application name) of every session seen."""
+
+    def __init__(self, admin: conninfo.ConnInfo):
+        super().__init__(daemon=True)
+        self.admin, self.seen, self.stop = admin, set(), threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.admin.conninfo(), autocommit=True, application_name="test:watch") as conn:
+            while not self.stop.is_set():
+                self.seen |= set(conn.execute(
+                    "select usename, application_name from pg_stat_activity where datname = current_database() "
+                    "and pid <> pg_backend_pid()").fetchall())
+                time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def night(server_url, tmp_path_factory):
+    markers = {"admin": f"AdminPw-{uuid.uuid4().hex}", "pii_key": f"PiiKey-{uuid.uuid4().hex}"}
+    markers |= {role: f"Pw-{role}-{uuid.uuid4().hex[:12]}" for role in connections.ROLE_PASSWORD_ENV}
+    info = create_database(server_url, "gov_secrets")
+    wh = conninfo.ConnInfo(info.host, info.port, info.user, markers["admin"], info.dbname)
+    local = tmp_path_factory.mktemp("secrets_night")
+    env = {**os.environ, "WAREHOUSE_URL": wh.sqlalchemy_url(), "PII_HASH_KEY": markers["pii_key"],
+           "GOV_LOCAL_DIR": str(local), "LANDING_DIR": str(local / "landing"), "OUTBOX_DIR": str(local / "outbox"),
+           "AIRFLOW_HOME": str(local / "airflow"), "GOV_TASK_RETRIES": "0",
+           **{var: markers[role] for role, var in connections.ROLE_PASSWORD_ENV.items()}}
+    Scenario().write_night(DAY, local / "landing")
+    from warehouse.bootstrap import bootstrap
+
+    bootstrap(info)
+    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        conn.execute(WRITE_LOG)
+        for table in WRITERS:
+            conn.execute(f"create trigger log_write after insert or update or delete on audit.{table} "
+                         "for each statement execute function public.log_write()")
+    watch = ConnectionWatch(info)
+    watch.start()
+    try:
+        started = time.time()
+        proc = subprocess.run([sys.executable, "-m", "commands", "run", "--day", DAY.isoformat()], cwd=settings.REPO_ROOT,
+                              env=env, capture_output=True, text=True, timeout=1800)
+        watch.stop.set()
+        watch.join()
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        yield {"wh": info, "local": local, "markers": markers, "proc": proc, "started": started,
+               "connections": watch.seen}
+    finally:
+        watch.stop.set()
+        drop_database(info)
+        # roles are shared by every database of the server: leave them without the markers
+        with psycopg.connect(info.with_db("postgres").conninfo(), autocommit=True) as conn:
+            for role in connections.ROLE_PASSWORD_ENV:
+                conn.execute(f"alter role {role} password null")
+
+
+def produced_files(night) -> list[Path]:
+    """Every file under the run's local directory, and every file of the checkout written during the run."""
+    files = [p for p in night["local"].rglob("*") if p.is_file()]
+    skip = {".git", ".venv", ".local", "node_modules"}
+    for root, dirs, names in os.walk(settings.REPO_ROOT):
+        dirs[:] = [d for d in dirs if d not in skip]
+        files += [Path(root) / n for n in names if (Path(root) / n).stat().st_mtime >= night["started"]]
+    return files
+
+
+def test_the_night_published_and_sent(night):
+    with psycopg.connect(night["wh"].conninfo()) as conn:
+        assert conn.execute("select status from audit.publish_log").fetchall() == [("published",)]
+        assert conn.execute("select count(*) from audit.summary_sends").fetchone()[0] > 0
+    assert list((night["local"] / "outbox").glob("*.eml"))
+
+
+def test_no_secret_in_any_file_the_run_produced(night):
+    files = produced_files(night)
+    kinds = {p.relative_to(night["local"]).parts[0] for p in files if night["local"] in p.parents}
+    assert {"logs", "gx", "dbt_target", "outbox", "airflow"} <= kinds  # the places looked into exist
+    found = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        found += [(str(path), name) for name, marker in night["markers"].items() if marker.encode() in data]
+    assert found == []
+    output = night["proc"].stdout + night["proc"].stderr
+    assert [name for name, marker in night["markers"].items() if marker in output] == []
+
+
+def test_gx_reads_its_url_from_the_environment(night):
+    config_file = next((night["local"] / "gx").rglob("great_expectations.yml"))
+    assert "${GOV_GX_WAREHOUSE_URL}" in config_file.read_text()
+    assert "postgresql" not in config_file.read_text()
+
+
+def test_no_secret_in_any_text_column(night):
+    wh = night["wh"]
+    with psycopg.connect(wh.conninfo()) as conn:
+        columns = conn.execute("""
+            select table_schema, table_name, column_name from information_schema.columns
+            where table_schema not in ('pg_catalog', 'information_schema')
+              and data_type in ('text', 'character varying', 'jsonb', 'json', 'character')""").fetchall()
+        assert len(columns) > 50
+        found = []
+        for schema, table, column in columns:
+            for name, marker in night["markers"].items():
+                hit = conn.execute(f'select 1 from "{schema}"."{table}" where "{column}"::text like %s limit 1',
+                                   (f"%{marker}%",)).fetchone()
+                if hit:
+                    found.append((schema, table, column, name))
+    assert found == []
+
+
+def test_every_step_logged_in_as_its_own_role(night):
+    seen = night["connections"]
+    users = {user for user, _ in seen}
+    assert STEP_ROLES <= users, seen
+    admin = night["wh"].user
+    # the administrator connected only to bootstrap; nothing else logged in
+    assert {app for user, app in seen if user == admin} <= {"gov:bootstrap"}
+    assert users <= STEP_ROLES | {admin}
+    with psycopg.connect(night["wh"].conninfo()) as conn:
+        writes = conn.execute("select table_name, login_role, acting_role from public.write_log").fetchall()
+    assert {t for t, _, _ in writes} >= {"load_ledger", "dq_results", "publish_log", "summary_sends"}
+    for table, login, acting in writes:
+        assert acting == "none" and login in WRITERS[table], (table, login, acting)  # no SET ROLE either
+
+
+def test_a_run_without_pii_hash_key_refuses_before_reading_a_file(server_url, tmp_path, monkeypatch):
+    wh = create_database(server_url, "gov_nokey")
+    try:
+        from warehouse.bootstrap import bootstrap
+
+        bootstrap(wh)
+        Scenario().write_night(DAY, tmp_path, feeds=("canteens",))
+        monkeypatch.delenv("PII_HASH_KEY", raising=False)
+        monkeypatch.setenv("WAREHOUSE_URL", wh.sqlalchemy_url())
+        monkeypatch.setenv("GOV_LOCAL_DIR", str(tmp_path / "local"))
+        with pytest.raises(credentials.MissingSecret, match="PII_HASH_KEY.*secrets.token_urlsafe"):
+            loader.load_night(wh, tmp_path, "canteens", DAY)
+        with psycopg.connect(wh.conninfo()) as conn:
+            assert conn.execute("select count(*) from audit.load_ledger").fetchone() == (0,)
+        assert not (tmp_path / "local").exists()  # no key was made up
+    finally:
+        drop_database(wh)
+
+
+def test_airflow_processes_get_no_administrator_password(tmp_path, monkeypatch):
+    from orchestration import airflow_local
+
+    monkeypatch.setenv("GOV_LOCAL_DIR", str(tmp_path))
+    monkeypatch.delenv("GOV_BOOTSTRAP", raising=False)
+    env = airflow_local.airflow_env(None, "postgresql+psycopg://postgres:AdminPw-x1@db.example:5432/gov_warehouse")
+    assert "AdminPw-x1" not in "".join(env.values())
+    wh = conninfo.parse_url(env["WAREHOUSE_URL"])
+    assert (wh.user, wh.password, wh.host, wh.dbname) == ("postgres", "", "db.example", "gov_warehouse")
+    assert env["GOV_BOOTSTRAP"] == "verify"  # the night's bootstrap task checks, the caller bootstrapped
