@@ -39,8 +39,6 @@ those appear in the manifest with `phase="after"` and `service_date=D-1`.
 from __future__ import annotations
 
 import csv
-import io
-import json
 import random
 import zipfile
 from collections import Counter
@@ -55,12 +53,11 @@ from scenario.generator import (
     Scenario,
     street_row_values,
 )
-from scenario.xlsx_stable import save_stable
+from scenario.writers import canteen_csv_text, event_line, meal_values, save_stable, street_workbook
 from warehouse import reference as ref
 
 FULL_WIDTH = str.maketrans("0123456789.-:/", "０１２３４５６７８９．－：／")
 EXCEL_EPOCH = date(1899, 12, 30)
-ZH_CATEGORY = {v: k for k, v in ref.DINER_CATEGORIES.items()}
 
 
 @dataclass
@@ -177,21 +174,12 @@ def _messy_street_values(r: dict, i: int) -> list:
     return v
 
 
-def _street_workbook(ws_title: str):
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = ws_title
-    return wb, ws
-
-
 def _streets_titles_merged_total(manifest: MessyManifest, registry: list[dict], street: str, day: date,
                                  landing: Path) -> None:
     rows = [r for r in registry if r["street_code"] == street]
     district = ref.district_by_code(street[:6])
     street_name = district.streets[int(street[6:]) - 1]
-    wb, ws = _street_workbook("小区台账")
+    wb, ws = street_workbook("小区台账")
     width = len(STREET_HEADERS)
     ws.append([f"太原市{district.name}{street_name}小区（院落）基本情况台账"] + [None] * (width - 1))
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
@@ -241,7 +229,7 @@ def _streets_titles_merged_total(manifest: MessyManifest, registry: list[dict], 
 
 def _streets_unreadable(manifest: MessyManifest, registry: list[dict], street: str, day: date,
                         landing: Path) -> None:
-    wb, ws = _street_workbook("小区台账")
+    wb, ws = street_workbook("小区台账")
     ws.append(STREET_HEADERS)
     for r in registry:
         if r["street_code"] == street:
@@ -265,26 +253,12 @@ def _canteen_path(landing: Path, day: date, code: str) -> Path:
     return path
 
 
-def _meal_values(r: dict) -> list[str]:
-    return [r["record_id"], r["canteen_code"], r["served_at"].strftime("%Y-%m-%d %H:%M:%S"), r["meal"],
-            ZH_CATEGORY[r["diner_category"]], r["diner_card"], str(r["age"]), f"{r['price_yuan']:.2f}",
-            f"{r['subsidy_yuan']:.2f}", r["payment_method"]]
-
-
-def _csv_text(rows: list[list[str]]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(CANTEEN_HEADERS)
-    w.writerows(rows)
-    return out.getvalue()
-
-
 def _canteen_gb18030(manifest: MessyManifest, scenario: Scenario, canteen: Canteen, day: date,
                      landing: Path) -> None:
     meals = scenario.canteen_meals(canteen, day)
     rows = []
     for i, r in enumerate(meals):
-        v = _meal_values(r)
+        v = meal_values(r)
         if i % 3 == 0:
             ts = r["served_at"]
             v[2] = f"{ts.year}/{ts.month}/{ts.day} {ts.hour}:{ts.minute:02d}:{ts.second:02d}"
@@ -294,12 +268,12 @@ def _canteen_gb18030(manifest: MessyManifest, scenario: Scenario, canteen: Cante
         if i % 5 == 2:
             v[7] = "¥" + v[7]
         rows.append(v)
-    bad = _meal_values(meals[0])
+    bad = meal_values(meals[0])
     bad[3] = "夜宵"
     rows.insert(1, bad)
     rows.insert(3, list(rows[2]))  # the same record twice
     path = _canteen_path(landing, day, canteen.code)
-    path.write_bytes(_csv_text(rows).encode("gb18030"))
+    path.write_bytes(canteen_csv_text(rows).encode("gb18030"))
     reasons = Counter({"bad_enum": 1, "duplicate_record": 1})
     manifest.cases.append(FileCase("gb18030", "canteens", day, canteen.code, path, "loaded", len(rows),
                                    len(meals), 2, reasons, note="GB18030, slashed/full-width timestamps"))
@@ -308,17 +282,17 @@ def _canteen_gb18030(manifest: MessyManifest, scenario: Scenario, canteen: Cante
 def _canteen_bom(manifest: MessyManifest, scenario: Scenario, canteen: Canteen, other: Canteen, day: date,
                  landing: Path) -> None:
     meals = scenario.canteen_meals(canteen, day)
-    rows = [_meal_values(r) for r in meals]
-    wrong = _meal_values(scenario.canteen_meals(other, day)[0])  # a row of another canteen pasted in
-    negative = _meal_values(meals[1])
+    rows = [meal_values(r) for r in meals]
+    wrong = meal_values(scenario.canteen_meals(other, day)[0])  # a row of another canteen pasted in
+    negative = meal_values(meals[1])
     negative[0] += "-R"
     negative[8] = "-3.00"
-    yesterday = _meal_values(meals[2])
+    yesterday = meal_values(meals[2])
     yesterday[0] += "-Y"
     yesterday[2] = "昨天中午"
     rows[2:2] = [wrong, negative, yesterday]
     path = _canteen_path(landing, day, canteen.code)
-    path.write_bytes(_csv_text(rows).encode("utf-8-sig"))
+    path.write_bytes(canteen_csv_text(rows).encode("utf-8-sig"))
     reasons = Counter({"wrong_reporter": 1, "negative_value": 1, "bad_timestamp": 1})
     manifest.cases.append(FileCase("utf8_bom", "canteens", day, canteen.code, path, "loaded", len(rows),
                                    len(meals), 3, reasons, note="UTF-8 with BOM"))
@@ -326,9 +300,9 @@ def _canteen_bom(manifest: MessyManifest, scenario: Scenario, canteen: Canteen, 
 
 def _canteen_utf16(manifest: MessyManifest, scenario: Scenario, canteen: Canteen, day: date,
                    landing: Path) -> None:
-    rows = [_meal_values(r) for r in scenario.canteen_meals(canteen, day)]
+    rows = [meal_values(r) for r in scenario.canteen_meals(canteen, day)]
     path = _canteen_path(landing, day, canteen.code)
-    path.write_bytes(_csv_text(rows).replace(",", "\t").encode("utf-16"))
+    path.write_bytes(canteen_csv_text(rows).replace(",", "\t").encode("utf-16"))
     manifest.cases.append(FileCase("utf16", "canteens", day, canteen.code, path, "quarantined",
                                    quarantine_reason="bad_encoding", note="Excel 'Unicode text' export"))
 
@@ -337,7 +311,7 @@ def _canteen_late(manifest: MessyManifest, scenario: Scenario, canteen: Canteen,
                   landing: Path) -> None:
     meals = scenario.canteen_meals(canteen, day)
     path = _canteen_path(landing, day, canteen.code)
-    path.write_text(_csv_text([_meal_values(r) for r in meals]), encoding="utf-8")
+    path.write_text(canteen_csv_text([meal_values(r) for r in meals]), encoding="utf-8")
     manifest.cases.append(FileCase("late", "canteens", day, canteen.code, path, "loaded", len(meals), len(meals),
                                    phase="after", note="delivered after its night ran, into its own day's folder"))
 
@@ -346,7 +320,7 @@ def _canteen_revised_first(manifest: MessyManifest, scenario: Scenario, canteen:
                            landing: Path) -> None:
     meals = scenario.canteen_meals(canteen, day)[:-2]
     path = _canteen_path(landing, day, canteen.code)
-    path.write_text(_csv_text([_meal_values(r) for r in meals]), encoding="utf-8")
+    path.write_text(canteen_csv_text([meal_values(r) for r in meals]), encoding="utf-8")
     manifest.cases.append(FileCase("revised", "canteens", day, canteen.code, path, "loaded", len(meals),
                                    len(meals), note="first version: last two records missing"))
 
@@ -355,7 +329,7 @@ def _canteen_revised_second(manifest: MessyManifest, scenario: Scenario, canteen
                             landing: Path) -> None:
     meals = scenario.canteen_meals(canteen, day)
     path = _canteen_path(landing, day, canteen.code)
-    path.write_text(_csv_text([_meal_values(r) for r in meals]), encoding="utf-8")
+    path.write_text(canteen_csv_text([meal_values(r) for r in meals]), encoding="utf-8")
     manifest.cases.append(FileCase("revised", "canteens", day, canteen.code, path, "loaded", len(meals),
                                    len(meals), phase="after", replaces=True,
                                    note="revised version: replaces the first version's rows"))
@@ -375,14 +349,11 @@ def _assistance_truncated(manifest: MessyManifest, scenario: Scenario, day: date
     code = rng.choice(busy[:20])
     evs = by_point[code]
 
-    def line(e: dict) -> str:
-        return json.dumps({**e, "event_at": e["event_at"].isoformat()}, ensure_ascii=False)
-
-    lines = [line(e) for e in evs]
+    lines = [event_line(e) for e in evs]
     full_width = {**evs[0], "people_served": str(evs[0]["people_served"]).translate(FULL_WIDTH)}
-    lines[0] = line(full_width)
+    lines[0] = event_line(full_width)
     lines.insert(1, lines[0])  # the same event sent twice
-    lines.insert(2, line({**evs[1], "event": "closed", "satisfaction": 7}))
+    lines.insert(2, event_line({**evs[1], "event": "closed", "satisfaction": 7}))
     last = lines[-1]
     text = "\n".join(lines[:-1]) + "\n" + last[: len(last) // 2]  # the upload broke off mid-line
     path = landing / "assistance" / day.isoformat() / f"{code}.jsonl"
@@ -404,7 +375,7 @@ def write_volume_csv(scenario: Scenario, path: Path, rows: int, first_day: date 
     canteen = canteen or scenario.canteens[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     base_days = 28
-    base = [(r, _meal_values(r)) for k in range(base_days)
+    base = [(r, meal_values(r)) for k in range(base_days)
             for r in scenario.canteen_meals(canteen, first_day + timedelta(days=k))]
     written = 0
     with path.open("w", encoding="utf-8", newline="") as f:

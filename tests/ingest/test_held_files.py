@@ -20,7 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from ingest import decisions, holds, loader
-from scenario import messy
+from scenario import messy, writers
 from scenario.generator import CANTEEN_HEADERS, Scenario
 from warehouse import conninfo, settings
 
@@ -223,13 +223,13 @@ def test_row_count_far_outside_the_reporters_band_is_held(fresh_warehouse, tmp_p
     counts = []
     for d in history:  # the canteen's own nights from the generator
         night_path = tmp_path / "canteens" / d.isoformat() / f"{CODE}.csv"
-        canteen_csv(night_path, [messy._meal_values(r) for r in scenario.canteen_meals(canteen, d)])
+        canteen_csv(night_path, [writers.meal_values(r) for r in scenario.canteen_meals(canteen, d)])
         counts.append(len(scenario.canteen_meals(canteen, d)))
         assert loader.load_night(wh, tmp_path, "canteens", d)[0].status == "loaded"
     assert min(counts) >= holds.BAND_MIN_ROWS
     median = sorted(counts)[len(counts) // 2]
     # tonight: four days of meals in one file (unique record ids), far above the band
-    rows = [messy._meal_values(r) for k in range(4) for r in scenario.canteen_meals(canteen, DAY + timedelta(days=k))]
+    rows = [writers.meal_values(r) for k in range(4) for r in scenario.canteen_meals(canteen, DAY + timedelta(days=k))]
     assert len(rows) > median * holds.BAND_HIGH
     canteen_csv(tmp_path / "canteens" / DAY.isoformat() / f"{CODE}.csv", rows)
     [held] = loader.load_night(wh, tmp_path, "canteens", DAY)
@@ -247,9 +247,9 @@ def test_little_history_is_never_held_for_its_volume(fresh_warehouse, tmp_path):
     days = [DAY - timedelta(days=k) for k in range(3, 0, -1)]
     for d in days:
         canteen_csv(tmp_path / "canteens" / d.isoformat() / f"{CODE}.csv",
-                    [messy._meal_values(r) for r in scenario.canteen_meals(canteen, d)])
+                    [writers.meal_values(r) for r in scenario.canteen_meals(canteen, d)])
         assert loader.load_night(wh, tmp_path, "canteens", d)[0].status == "loaded"
-    rows = [messy._meal_values(r) for k in range(5) for r in scenario.canteen_meals(canteen, DAY + timedelta(days=k))]
+    rows = [writers.meal_values(r) for k in range(5) for r in scenario.canteen_meals(canteen, DAY + timedelta(days=k))]
     canteen_csv(tmp_path / "canteens" / DAY.isoformat() / f"{CODE}.csv", rows)
     [r] = loader.load_night(wh, tmp_path, "canteens", DAY)
     assert (r.status, r.rows_loaded) == ("loaded", len(rows))

@@ -16,7 +16,7 @@ from ingest import normalize as n
 from ingest import pii, readers
 from ingest.feeds import ASSISTANCE, CANTEENS, NULL, STREETS, Rejection, _timestamp_plain, copy_text
 from ingest.readers import UnreadableFile, read
-from scenario import messy
+from scenario import messy, writers
 from scenario.generator import Scenario
 from warehouse.credentials import pii_hash_key
 
@@ -379,7 +379,7 @@ def test_csv_fast_path_gives_what_the_csv_module_gives(tmp_path, monkeypatch, ne
     monkeypatch.setattr(readers, "CHUNK_BYTES", 700)  # many chunks
     scenario = Scenario()
     canteen = scenario.canteens[0]
-    meals = [messy._meal_values(r) for r in scenario.canteen_meals(canteen, date(2023, 11, 6))][:60]
+    meals = [writers.meal_values(r) for r in scenario.canteen_meals(canteen, date(2023, 11, 6))][:60]
     header = ",".join(messy.CANTEEN_HEADERS)
     lines = [",".join(str(v) for v in m) for m in meals]
     variants = {
