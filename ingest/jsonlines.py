@@ -4,7 +4,7 @@ Keys map to the feed's columns like CSV and xlsx headers do (FeedSpec aliases, c
 case folding), and Open311 GeoReport v2 names are understood where they mean something in the contract
 (`_georeport`). A line that cannot be used is one rejected row naming its row, column and reason; the
 rest of the file loads. A file that cannot be read at all (UTF-16, binary, a broken or oversized JSON
-array or run of pretty-printed objects) raises readers.UnreadableFile: it is quarantined as a whole.
+array or run of pretty-printed objects) raises ingest.rejections.UnreadableFile: it is quarantined as a whole.
 
 Memory stays bounded whatever the input: a line is read at most MAX_LINE_BYTES at a time (a longer one
 is skipped in pieces and rejected), and a JSON array file is read whole only up to MAX_ARRAY_BYTES.
@@ -21,8 +21,9 @@ from typing import Any, BinaryIO
 
 from ingest import normalize as n
 from ingest import pii
+from ingest.encoding import SCAN_CHUNK, UNDECODABLE, EncodingVote, looks_binary
 from ingest.feeds import FeedSpec, Rejection, safe_record, storable_text
-from ingest.readers import SCAN_CHUNK, UNDECODABLE, EncodingVote, UnreadableFile, looks_binary
+from ingest.rejections import UnreadableFile
 from warehouse.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one
@@ -120,7 +121,7 @@ def _check_text(path: Path, head: bytes) -> None:
 def _encoding(path: Path, f: BinaryIO) -> str:
     """UTF-8 (the contract), unless most of the file's non-ASCII lines are GB18030 (a Chinese system's
     export): then the file is read as GB18030 rather than every line rejected. Decided as for a CSV
-    (readers.EncodingVote), on the first lines of the file."""
+    (ingest.encoding.EncodingVote), on the first lines of the file."""
     vote = EncodingVote()
     f.seek(0)
     while (chunk := f.read(SCAN_CHUNK)) and not vote.decided:

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path, PosixPath
 
 from ingest.feeds import SPECS, FeedSpec
-from ingest.readers import UnreadableFile
+from ingest.rejections import UnreadableFile
 from warehouse.settings import DBT_PROJECT_DIR
 
 # the reference seed naming each feed's reporters (dbt_project/seeds/<seed>.csv), and its code column

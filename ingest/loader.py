@@ -22,10 +22,12 @@ import psycopg
 
 from ingest import landing as zone
 from ingest import pii
+from ingest.csv_batches import Batch
+from ingest.encoding import NotUtf8, content_sha256, scan
 from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
 from ingest.holds import Held, evidence, hold_reason
-from ingest.readers import Batch, NotUtf8, UnreadableFile, content_sha256, scan
 from ingest.readers import read as read_file
+from ingest.rejections import UnreadableFile
 from warehouse.connections import connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.credentials import pii_hash_key

@@ -13,7 +13,7 @@ What the reader does, in order:
   `notes()`, a log line); a file where no sheet has one is quarantined (`no_header`);
 - a merged range gives its value to every cell of it (read-only openpyxl does not expose merged
   ranges: they are found in the sheet's XML first, one streaming pass of byte searches);
-- blank rows and total rows are skipped (readers._data_rows), total rows counted (`total_rows`);
+- blank rows and total rows are skipped (ingest.tabular.data_rows), total rows counted (`total_rows`);
 - a row with an Excel error (#REF!, #N/A, #DIV/0! ...) or a formula without a saved value in one of
   the registry's columns is rejected, `formula_error` or `formula_no_value`, naming the column.
 
@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from ingest import pii
-from ingest import readers as r
 from ingest.feeds import FeedSpec, Rejection, safe_record
+from ingest.rejections import UnreadableFile
+from ingest.tabular import RowOrRejection, column_order, data_rows, is_blank, map_header
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class WorkbookRows:
     def total_rows(self) -> int:
         return len(self._totals)
 
-    def __iter__(self) -> Iterator[r.RowOrRejection]:
+    def __iter__(self) -> Iterator[RowOrRejection]:
         check_archive(self.path)
         from openpyxl import load_workbook
 
@@ -109,10 +110,10 @@ class WorkbookRows:
         for note in self.notes():
             log.info("%s", note)
 
-    def _sheets(self, wb: Any) -> Iterator[r.RowOrRejection]:
+    def _sheets(self, wb: Any) -> Iterator[RowOrRejection]:
         names = wb.sheetnames
         if len(names) > MAX_SHEETS:
-            raise r.UnreadableFile("too_many_sheets", f"{self.path.name}: {len(names)} sheets, more than the "
+            raise UnreadableFile("too_many_sheets", f"{self.path.name}: {len(names)} sheets, more than the "
                                    f"{MAX_SHEETS} the reader takes")
         for position, name in enumerate(names, start=1):
             self._names[position] = name
@@ -124,29 +125,29 @@ class WorkbookRows:
             yield from self._sheet(wb, ws, sheet)
         if not self.sheets_read:
             shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-            raise r.UnreadableFile("no_header", pii.scrub_free_text(  # sheet names are free text
+            raise UnreadableFile("no_header", pii.scrub_free_text(  # sheet names are free text
                 f"{self.path.name}: no sheet has a header row naming the {self.spec.source} columns in its "
                 f"first {HEADER_SCAN_ROWS} rows (sheets: {shown})"))
 
-    def _sheet(self, wb: Any, ws: Any, sheet: Sheet) -> Iterator[r.RowOrRejection]:
+    def _sheet(self, wb: Any, ws: Any, sheet: Sheet) -> Iterator[RowOrRejection]:
         rows = _guarded(_cells(wb, ws, sheet, self.path), self.path, sheet)
         try:
-            mapping, rest = r._map_header(self.spec, rows, self.path, HEADER_SCAN_ROWS)
-        except r.UnreadableFile as err:
+            mapping, rest = map_header(self.spec, rows, self.path, HEADER_SCAN_ROWS)
+        except UnreadableFile as err:
             if err.reason_code != "no_header":
                 raise
             self.sheets_skipped.append(sheet.name)
             return
         try:
-            order = r._column_order(self.spec, mapping, self.path)
-        except r.UnreadableFile as err:  # the sheet looks like the registry but cannot be read as it
-            raise r.UnreadableFile(err.reason_code, pii.scrub_free_text(str(err).replace(
+            order = column_order(self.spec, mapping, self.path)
+        except UnreadableFile as err:  # the sheet looks like the registry but cannot be read as it
+            raise UnreadableFile(err.reason_code, pii.scrub_free_text(str(err).replace(
                 f"{self.path.name}:", f"{self.path.name}, sheet {sheet.name}:", 1))) from None
         self.sheets_read.append(sheet)
         sheet.width = max(i for i in order if i is not None) + 1
         totals: list[int] = []
         offset = sheet.offset
-        for row_number, values in r._data_rows(order, rest, totals):
+        for row_number, values in data_rows(order, rest, totals):
             if _BAD_CELLS.isdisjoint(values):
                 yield offset + row_number, values
             else:
@@ -209,8 +210,8 @@ def _shown(value: Any) -> Any:
     return repr(value) if value is NO_SAVED_VALUE else value
 
 
-def _unreadable(path: Path, detail: str) -> r.UnreadableFile:
-    return r.UnreadableFile("unreadable_workbook", f"{path.name}: {detail}")
+def _unreadable(path: Path, detail: str) -> UnreadableFile:
+    return UnreadableFile("unreadable_workbook", f"{path.name}: {detail}")
 
 
 def check_archive(path: Path) -> None:
@@ -223,14 +224,14 @@ def check_archive(path: Path) -> None:
         raise _unreadable(path, _not_a_zip(path, err)) from None
     declared = sum(p.file_size for p in parts)
     if declared > MAX_UNCOMPRESSED_BYTES or len(parts) > MAX_PARTS:
-        raise r.UnreadableFile("workbook_too_large", (
+        raise UnreadableFile("workbook_too_large", (
             f"{path.name}: the workbook unpacks to {declared / (1 << 20):.0f} MB in {len(parts)} parts, more "
             f"than the limit of {MAX_UNCOMPRESSED_BYTES >> 20} MB and {MAX_PARTS} parts (a street's registry "
             "needs a few MB): save it again without pictures or attachments"))
     loaded = max((p for p in parts if not p.filename.startswith(_STREAMED_PARTS)), key=lambda p: p.file_size,
                  default=None)
     if loaded is not None and loaded.file_size > MAX_LOADED_PART_BYTES:
-        raise r.UnreadableFile("workbook_too_large", (
+        raise UnreadableFile("workbook_too_large", (
             f"{path.name}: its part {loaded.filename} unpacks to {loaded.file_size / (1 << 20):.1f} MB, more than "
             f"the limit of {MAX_LOADED_PART_BYTES >> 20} MB for a part read whole (a street's registry needs "
             "well under 1 MB): save it again as a new workbook"))
@@ -256,7 +257,7 @@ def _guarded(rows: Iterator[tuple[int, list[Any]]], path: Path, sheet: Sheet) ->
     check, a cell reference out of range) is unreadable too."""
     try:
         yield from rows
-    except r.UnreadableFile:
+    except UnreadableFile:
         raise
     except Exception as err:
         raise _unreadable(path, f"sheet {sheet.name} cannot be read ({type(err).__name__})") from None
@@ -336,7 +337,7 @@ def _merged_ranges(ws: Any, path: Path) -> list[tuple[int, int, int, int]]:
                         continue  # a one-cell range changes nothing
                     ranges.append((int(r0), _column(c0), int(r1), _column(c1)))
                     if len(ranges) > MAX_MERGED_RANGES:
-                        raise r.UnreadableFile("bad_merged_cells", f"{path.name}: more than {MAX_MERGED_RANGES} "
+                        raise UnreadableFile("bad_merged_cells", f"{path.name}: more than {MAX_MERGED_RANGES} "
                                                f"merged ranges on sheet {ws.title}")
             if not chunk:
                 break
@@ -368,8 +369,8 @@ class _MergeFill:
         # ranges that do not overlap cover distinct cells of a row: more than its width means they do
         # (Excel never writes that), and would make each row cost more than its cells
         if sum(c1 - c0 + 1 for c0, c1, _ in spans) > limit:
-            raise r.UnreadableFile("bad_merged_cells", f"{path.name}: overlapping merged ranges at row {row}")
-        if r._is_blank(values):
+            raise UnreadableFile("bad_merged_cells", f"{path.name}: overlapping merged ranges at row {row}")
+        if is_blank(values):
             return values
         for c0, c1, value in spans:
             if value is None:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest import jsonlines, readers
+from ingest import csv_reader, encoding, jsonlines
+from ingest.encoding import NotUtf8
 from ingest.feeds import ASSISTANCE, CANTEENS, Rejection, safe_record, storable_text
-from ingest.readers import NotUtf8, UnreadableFile, read
+from ingest.readers import read
+from ingest.rejections import UnreadableFile
 from scenario.generator import CANTEEN_HEADERS
 
 pytestmark = pytest.mark.unit
@@ -68,7 +70,7 @@ def no_unstorable_text(record: dict) -> bool:
     (False, 120, True),  # UTF-8 with a BOM
 ])
 def test_stray_gb18030_word_in_a_utf8_csv_rejects_that_row_only(tmp_path, monkeypatch, quoted, bad_row, bom):
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 2000)  # many chunks: the bad one is neither first nor last
+    monkeypatch.setattr(csv_reader, "CHUNK_BYTES", 2000)  # many chunks: the bad one is neither first nor last
     lines = [",".join(meal(i)) for i in range(1, 201)]
     if quoted:
         lines[4] = lines[4].replace("微信", '"微信"')
@@ -79,7 +81,7 @@ def test_stray_gb18030_word_in_a_utf8_csv_rejects_that_row_only(tmp_path, monkey
     offset = content.index("现金".encode("gb18030"))
     assert content.count("现金".encode("gb18030")) == 1
 
-    assert readers.scan(path).encoding == ("utf-8-sig" if bom else "utf-8")  # 1 line of 201 is not UTF-8
+    assert encoding.scan(path).encoding == ("utf-8-sig" if bom else "utf-8")  # 1 line of 201 is not UTF-8
     with pytest.raises(NotUtf8):
         list(read(CANTEENS, path, unchecked_utf8=True))
     items = list(read(CANTEENS, path))
@@ -109,7 +111,7 @@ def test_genuine_gb18030_file_still_reads_as_gb18030_and_rejects_only_a_line_tha
     lines[50] = lines[50].replace("现金", "@@")  # record 51, file row 52
     content = (HEADER + "\n" + "\n".join(lines) + "\n").encode("gb18030").replace(b"@@", b"\xff\xfe")
     path = write(tmp_path, content, f"{CANTEEN}.csv")
-    assert readers.scan(path).encoding == "gb18030"
+    assert encoding.scan(path).encoding == "gb18030"
     items = list(read(CANTEENS, path))
     rows, rejected = split(items)
     assert rejected == [(52, "payment_method", "bad_encoding")]
@@ -120,7 +122,7 @@ def test_genuine_gb18030_file_still_reads_as_gb18030_and_rejects_only_a_line_tha
 
 def test_encoding_vote_counts_non_ascii_lines():
     def vote(content: bytes, chunk: int = 7) -> str:
-        v = readers.EncodingVote()
+        v = encoding.EncodingVote()
         for i in range(0, len(content), chunk):  # chunks split lines and characters anywhere
             v.feed(content[i:i + chunk])
         v.feed(b"", final=True)
@@ -130,8 +132,8 @@ def test_encoding_vote_counts_non_ascii_lines():
     assert vote(utf8 + "现金\n".encode("gb18030")) == "utf-8"  # 1 against 10
     assert vote(utf8[:11] + "现金\n".encode("gb18030") * 2) == "gb18030"  # 2 against 1
     assert vote(b"abc\n" * 500 + "号\n".encode("gb18030")) == "gb18030"  # ASCII lines do not vote
-    assert vote("午,老年人\n".encode("utf-16-le") * 5) == readers.UNDECODABLE  # NUL on every line
-    assert vote(b"\xff\xfe\x80\n" * 5) == readers.UNDECODABLE  # neither UTF-8 nor GB18030
+    assert vote("午,老年人\n".encode("utf-16-le") * 5) == encoding.UNDECODABLE  # NUL on every line
+    assert vote(b"\xff\xfe\x80\n" * 5) == encoding.UNDECODABLE  # neither UTF-8 nor GB18030
     assert vote(b"abc\n" * 5 + b"\xff\n") == "utf-8"  # one line that is neither, among ASCII ones
 
 
@@ -194,7 +196,7 @@ def test_utf16_and_binary_csv_are_quarantined_not_failed(tmp_path, kind):
         try:
             list(read(CANTEENS, path, unchecked_utf8=True))
         except NotUtf8:
-            list(read(CANTEENS, path, readers.scan(path).encoding))
+            list(read(CANTEENS, path, encoding.scan(path).encoding))
 
     for attempt in (as_the_loader_reads, lambda: list(read(CANTEENS, path))):
         with pytest.raises(UnreadableFile) as err:
@@ -205,7 +207,7 @@ def test_utf16_and_binary_csv_are_quarantined_not_failed(tmp_path, kind):
 def test_scan_calls_a_utf16_file_without_bom_undecodable(tmp_path):
     text = HEADER + "\n" + "\n".join(",".join(meal(i)) for i in range(1, 40)) + "\n"
     path = write(tmp_path, text.encode("utf-16-le"), "x.csv")
-    assert readers.scan(path).encoding == readers.UNDECODABLE
+    assert encoding.scan(path).encoding == encoding.UNDECODABLE
 
 
 @pytest.mark.parametrize("unchecked", [False, True])
@@ -229,8 +231,8 @@ def test_csv_line_longer_than_the_limit_is_quarantined_without_being_read_whole(
 @pytest.mark.parametrize("unchecked", [False, True])
 def test_csv_with_bare_cr_line_ends_longer_than_the_line_limit_is_read(tmp_path, monkeypatch, unchecked):
     """Old Mac exports end lines with CR alone: no LF within the line limit, yet every row is there."""
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 5000)
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 3000)
+    monkeypatch.setattr(csv_reader, "MAX_LINE_BYTES", 5000)
+    monkeypatch.setattr(csv_reader, "CHUNK_BYTES", 3000)
     records = [meal(i) for i in range(1, 401)]  # some 40 KB
     path = write(tmp_path, (HEADER + "\r" + "\r".join(",".join(m) for m in records) + "\r").encode(), "cr.csv")
     rows, rejected = split(read(CANTEENS, path, unchecked_utf8=unchecked))

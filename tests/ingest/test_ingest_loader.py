@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingest import loader, pii, readers
+from ingest import encoding, loader, pii
 from ingest.feeds import SPECS
 from scenario import messy
 from scenario.generator import Scenario
@@ -243,7 +243,7 @@ def test_gb18030_deep_in_a_file_read_as_utf8_is_loaded_again_as_gb18030(fresh_wa
     starts again as GB18030 in the same transaction: every row once, the text right, nothing twice."""
     wh = fresh_warehouse
     scans = []
-    monkeypatch.setattr(loader, "scan", lambda p: scans.append(p) or readers.scan(p))
+    monkeypatch.setattr(loader, "scan", lambda p: scans.append(p) or encoding.scan(p))
     path = tmp_path / "canteens" / DAY.isoformat() / "CT140105001001.csv"
     rows = messy.write_volume_csv(Scenario(), path, 5_000)
     lines = path.read_bytes().decode().split("\r\n")

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from stdnum.cn import ric
 
+from ingest import csv_batches, csv_reader, encoding, pii
 from ingest import normalize as n
-from ingest import pii, readers
 from ingest.feeds import ASSISTANCE, CANTEENS, NULL, STREETS, Rejection, _timestamp_plain, copy_text
-from ingest.readers import UnreadableFile, read
+from ingest.readers import read
+from ingest.rejections import UnreadableFile
 from scenario import messy, writers
 from scenario.generator import Scenario
 from warehouse.credentials import pii_hash_key
@@ -367,7 +368,7 @@ def test_plain_timestamps_agree_with_the_calendar():
 
 def _rows_without_fast_path(monkeypatch, spec, path):
     with monkeypatch.context() as m:
-        m.setattr(readers, "_plain_batch", lambda *args, **kwargs: None)  # every chunk through the csv module
+        m.setattr(csv_reader, "plain_batch", lambda *args, **kwargs: None)  # every chunk through the csv module
         return list(read(spec, path))
 
 
@@ -376,7 +377,7 @@ def test_csv_fast_path_gives_what_the_csv_module_gives(tmp_path, monkeypatch, ne
     """Chunks split at their first commas only (the rest of a line kept whole), chunks split at every
     comma, and chunks read by the csv module all give the same rows; lines of another width, a bare CR
     or extra columns make a chunk fall back."""
-    monkeypatch.setattr(readers, "CHUNK_BYTES", 700)  # many chunks
+    monkeypatch.setattr(csv_reader, "CHUNK_BYTES", 700)  # many chunks
     scenario = Scenario()
     canteen = scenario.canteens[0]
     meals = [writers.meal_values(r) for r in scenario.canteen_meals(canteen, date(2023, 11, 6))][:60]
@@ -395,7 +396,7 @@ def test_csv_fast_path_gives_what_the_csv_module_gives(tmp_path, monkeypatch, ne
         path.write_bytes((newline.join(content) + newline).encode())
         fast = list(read(CANTEENS, path))
         assert fast == _rows_without_fast_path(monkeypatch, CANTEENS, path), name
-        batches = [b for b in read(CANTEENS, path).batches() if isinstance(b, readers.Batch)]
+        batches = [b for b in read(CANTEENS, path).batches() if isinstance(b, csv_batches.Batch)]
         if name == "plain":
             assert batches and all(b.tail is not None for b in batches) and len(fast) == len(meals)
 
@@ -474,18 +475,18 @@ def test_printed_warehouse_url_hides_the_password():
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_scan_hashes_and_detects_the_encoding_in_one_pass(tmp_path, monkeypatch, threaded):
-    """readers.scan against hashlib over the whole bytes and against decoding the whole file, for UTF-8
+    """encoding.scan against hashlib over the whole bytes and against decoding the whole file, for UTF-8
     (a three-byte character split across the 1 MiB chunk boundary), UTF-8 with a BOM, GB18030 (the only
     non-UTF-8 byte at the very end) and an empty file; small and large files take the two code paths."""
-    monkeypatch.setattr(readers, "THREADED_SCAN_BYTES", 0 if threaded else 1 << 40)
-    pad = b"a" * (readers.SCAN_CHUNK - 1)
+    monkeypatch.setattr(encoding, "THREADED_SCAN_BYTES", 0 if threaded else 1 << 40)
+    pad = b"a" * (encoding.SCAN_CHUNK - 1)
     cases = {
         "utf8.csv": (pad + "食堂,午餐\r\n".encode() * 1000, "utf-8"),
         "bom.csv": (b"\xef\xbb\xbf" + "流水号\n".encode(), "utf-8-sig"),
         "gb.csv": (pad * 2 + "合计".encode("gb18030"), "gb18030"),
         "empty.csv": (b"", "utf-8"),
     }
-    for name, (content, encoding) in cases.items():
+    for name, (content, expected) in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
-        assert readers.scan(path) == readers.FileScan(hashlib.sha256(content).hexdigest(), len(content), encoding)
+        assert encoding.scan(path) == encoding.FileScan(hashlib.sha256(content).hexdigest(), len(content), expected)

@@ -20,8 +20,9 @@ import pytest
 from openpyxl import Workbook
 
 from ingest import normalize as n
-from ingest import readers, workbook
+from ingest import readers, tabular, workbook
 from ingest.feeds import NULL, STREETS, Rejection
+from ingest.rejections import UnreadableFile
 from scenario.generator import STREET_HEADERS
 from warehouse.reference import PROPERTY_MODES
 
@@ -147,7 +148,7 @@ def test_overlapping_merged_ranges_quarantine_the_file(tmp_path):
     path = save(wb, tmp_path)
     rewrite(path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(
         "</sheetData>", '</sheetData><mergeCells count="17">' + '<mergeCell ref="A2:P3"/>' * 17 + "</mergeCells>"))
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "bad_merged_cells"
 
@@ -215,7 +216,7 @@ def test_no_sheet_with_the_header_quarantines_the_file_naming_the_sheets(tmp_pat
     wb.active.append(["说明"])
     wb.create_sheet("汇总").append(["社区", "小区数"])
     path = save(wb, tmp_path)
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "no_header"
     assert "填报说明" in str(err.value) and "汇总" in str(err.value) and path.name in str(err.value)
@@ -226,7 +227,7 @@ def test_a_registry_sheet_missing_required_columns_quarantines_the_file(tmp_path
     ws = wb["西河社区"]
     ws["G2"] = "物业情况"  # 物业服务方式 (required) is not named on this sheet
     path = save(wb, tmp_path)
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "missing_columns"
     assert "西河社区" in str(err.value) and "property_mode" in str(err.value)
@@ -266,9 +267,9 @@ def test_a_row_with_its_own_compound_code_is_data_whatever_its_remark_says(tmp_p
 
 
 def test_a_compound_whose_name_merely_contains_a_total_word_is_data():
-    assert not readers._is_total_row(["140105001001001", "合计小区东院", 3])
-    assert readers._is_total_row([None, "小计：", 3])
-    assert readers._is_total_row(["合 计", None])
+    assert not tabular.is_total_row(["140105001001001", "合计小区东院", 3])
+    assert tabular.is_total_row([None, "小计：", 3])
+    assert tabular.is_total_row(["合 计", None])
 
 
 # ---------------------------------------------------------------- placeholders
@@ -398,7 +399,7 @@ def test_header_below_a_long_preamble_is_found(tmp_path):
 def test_header_search_is_bounded(tmp_path):
     preamble = [[f"说明第{i}行"] for i in range(1, workbook.HEADER_SCAN_ROWS + 1)]
     path = save(one_sheet([row(1)], above=preamble), tmp_path)
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "no_header"
     assert f"first {workbook.HEADER_SCAN_ROWS} rows" in str(err.value)
@@ -415,7 +416,7 @@ def test_a_zip_bomb_is_quarantined_before_it_is_opened(tmp_path, monkeypatch):
         for _ in range(25):  # 25 MB of zeros: about 25 KB compressed
             part.write(chunk)
     assert path.stat().st_size < 200_000
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "workbook_too_large"
     assert path.name in str(err.value) and "20 MB" in str(err.value)
@@ -427,7 +428,7 @@ def test_a_part_read_whole_has_its_own_limit(tmp_path, monkeypatch):
         largest = max((i for i in zf.infolist() if not i.filename.startswith("xl/worksheets/")),
                       key=lambda i: i.file_size)
     monkeypatch.setattr(workbook, "MAX_LOADED_PART_BYTES", largest.file_size - 1)
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "workbook_too_large" and largest.filename in str(err.value)
     monkeypatch.setattr(workbook, "MAX_LOADED_PART_BYTES", largest.file_size)
@@ -470,7 +471,7 @@ def test_a_zip_lying_about_its_sizes_is_read_no_further_than_it_declares(tmp_pat
     tracemalloc.start()
     started = time.monotonic()
     try:
-        with pytest.raises(readers.UnreadableFile) as err:
+        with pytest.raises(UnreadableFile) as err:
             list(readers.read(STREETS, path))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -482,7 +483,7 @@ def test_a_zip_lying_about_its_sizes_is_read_no_further_than_it_declares(tmp_pat
 def test_not_a_zip_at_all_is_unreadable(tmp_path):
     path = tmp_path / f"{STREET}.xlsx"
     path.write_bytes(b"PK\x03\x04 this is not a workbook")
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "unreadable_workbook"
 
@@ -508,7 +509,7 @@ def test_the_encoders_fast_paths_leave_placeholders_to_the_row_path():
 def test_an_xls_or_password_protected_file_says_what_it_is(tmp_path):
     path = tmp_path / f"{STREET}.xlsx"
     path.write_bytes(workbook.OLE2_MAGIC + bytes(4096))  # the compound-file container of .xls and encrypted .xlsx
-    with pytest.raises(readers.UnreadableFile) as err:
+    with pytest.raises(UnreadableFile) as err:
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "unreadable_workbook"
     assert "(.xls)" in str(err.value) and "password" in str(err.value)
