@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def dbt_env(wh: ConnInfo) -> dict[str, str]:
-    """Environment read by dbt_project/profiles.yml: dbt logs in as gov_transformer."""
+    """Environment read by dbt_project/profiles.yml (dbt logs in as gov_transformer) and by libpq under it."""
     dbt = connections.role_conninfo(connections.TRANSFORMER, wh)
     return {
         "WH_HOST": dbt.host,
@@ -25,6 +25,10 @@ def dbt_env(wh: ConnInfo) -> dict[str, str]:
         "WH_USER": dbt.user,
         "WH_PASSWORD": dbt.password,
         "WH_DBNAME": dbt.dbname,
+        # dbt names its connections itself unless the profile says otherwise: the URL's name wins
+        "WH_APPLICATION_NAME": dbt.param("application_name") or "dbt",
+        # every other parameter of the URL (sslmode, sslrootcert, …) reaches dbt's driver through libpq
+        **dbt.libpq_env(),
     }
 
 

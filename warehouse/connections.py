@@ -60,9 +60,11 @@ def connect_as(role: str, wh: ConnInfo | None = None, **kwargs: Any) -> psycopg.
     """A psycopg connection logged in as `role` (see role_conninfo); kwargs go to psycopg.connect."""
     import psycopg
 
-    # named for its role in pg_stat_activity and the server's log (tests/warehouse/test_secrets.py reads it)
-    kwargs.setdefault("application_name", f"gov:{role}")
-    return psycopg.connect(role_conninfo(role, wh).conninfo(), **kwargs)
+    info = role_conninfo(role, wh)
+    if info.param("application_name") is None:
+        # named for its role in pg_stat_activity and the server's log (tests/warehouse/test_secrets.py reads it)
+        kwargs.setdefault("application_name", f"gov:{role}")
+    return psycopg.connect(info.conninfo(), **kwargs)
 
 
 def is_embedded(wh: ConnInfo) -> bool:

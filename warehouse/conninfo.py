@@ -1,63 +1,89 @@
-"""Connection parameters of a PostgreSQL server: parsed from a URL, rendered for psycopg and SQLAlchemy."""
+"""Connection parameters of a PostgreSQL server: parsed from a URL, rendered for psycopg, SQLAlchemy and dbt.
+
+Parsing and rendering are SQLAlchemy's (`make_url`, `URL.create`) and psycopg's (`make_conninfo`), so a URL's
+query parameters (`?sslmode=verify-full&sslrootcert=…&application_name=…`) survive every hop: they are kept
+in `params` and handed to psycopg, to GX (through the SQLAlchemy URL) and to dbt (`libpq_env`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from dataclasses import dataclass, replace
+
+from sqlalchemy.engine import URL, make_url
+
+DRIVER = "postgresql+psycopg"
+
+# libpq reads each of these parameters from its environment variable when a connection does not name it
+# (PostgreSQL docs: libpq, Environment Variables): how dbt's driver receives every parameter of the URL.
+LIBPQ_ENV = {
+    "application_name": "PGAPPNAME", "channel_binding": "PGCHANNELBINDING", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "gssencmode": "PGGSSENCMODE", "krbsrvname": "PGKRBSRVNAME", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "options": "PGOPTIONS", "passfile": "PGPASSFILE", "require_auth": "PGREQUIREAUTH", "service": "PGSERVICE",
+    "sslcert": "PGSSLCERT", "sslcertmode": "PGSSLCERTMODE", "sslcompression": "PGSSLCOMPRESSION",
+    "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslkey": "PGSSLKEY", "sslmode": "PGSSLMODE",
+    "sslnegotiation": "PGSSLNEGOTIATION", "sslrootcert": "PGSSLROOTCERT", "sslsni": "PGSSLSNI",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
 
 
 @dataclass(frozen=True)
 class ConnInfo:
-    """libpq-style connection parameters; host may be a socket directory."""
+    """libpq-style connection parameters; host may be a socket directory. `params` holds every other
+    parameter of the URL (sslmode, sslrootcert, application_name, connect_timeout, …), sorted by name."""
 
     host: str
     port: int
     user: str
     password: str
     dbname: str
+    params: tuple[tuple[str, str], ...] = ()
 
-    def conninfo(self, role_free: bool = True) -> str:
-        """A psycopg/libpq keyword string."""
-        parts = {"host": self.host, "port": str(self.port), "user": self.user, "dbname": self.dbname}
+    def param(self, name: str) -> str | None:
+        return dict(self.params).get(name)
+
+    def conninfo(self) -> str:
+        """A psycopg/libpq keyword string with every parameter."""
+        from psycopg.conninfo import make_conninfo
+
+        fixed = {"host": self.host, "port": str(self.port), "user": self.user, "dbname": self.dbname}
         if self.password:
-            parts["password"] = self.password
-        return " ".join(f"{k}='{_libpq_escape(v)}'" for k, v in parts.items())
+            fixed["password"] = self.password
+        return make_conninfo(**fixed, **dict(self.params))
+
+    def url(self) -> URL:
+        query = dict(self.params)
+        host: str | None = self.host
+        port: int | None = self.port
+        if self.host.startswith("/"):  # a socket directory goes in the query, as libpq's `host`
+            query = {"host": self.host, "port": str(self.port), **query}
+            host = port = None
+        return URL.create(DRIVER, username=self.user, password=self.password or None, host=host, port=port,
+                          database=self.dbname, query=query)
 
     def sqlalchemy_url(self) -> str:
-        auth = quote(self.user, safe="")
-        if self.password:
-            auth += ":" + quote(self.password, safe="")
-        if self.host.startswith("/"):
-            return f"postgresql+psycopg://{auth}@/{self.dbname}?host={self.host}&port={self.port}"
-        return f"postgresql+psycopg://{auth}@{self.host}:{self.port}/{self.dbname}"
+        return self.url().render_as_string(hide_password=False)
 
     def display_url(self) -> str:
         """The URL for people and logs: the password, if any, never printed."""
-        url = self.sqlalchemy_url()
-        if not self.password:
-            return url
-        return url.replace(":" + quote(self.password, safe="") + "@", ":***@", 1)
+        return self.url().render_as_string(hide_password=True)
 
     def with_db(self, dbname: str) -> ConnInfo:
-        return ConnInfo(self.host, self.port, self.user, self.password, dbname)
+        return replace(self, dbname=dbname)
 
-
-
-def _libpq_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    def libpq_env(self) -> dict[str, str]:
+        """The URL's parameters as libpq's environment variables (for a client given only host, port, user,
+        password and database, such as dbt); a parameter libpq has no variable for raises ValueError."""
+        unknown = [k for k, _ in self.params if k not in LIBPQ_ENV]
+        if unknown:
+            raise ValueError(f"connection parameter(s) {', '.join(unknown)} cannot be passed on to dbt")
+        return {LIBPQ_ENV[k]: v for k, v in self.params}
 
 
 def parse_url(url: str) -> ConnInfo:
-    """Parse a SQLAlchemy/libpq URL (TCP or `?host=/socket/dir`)."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    host = query.get("host", [parts.hostname or "localhost"])[0]
-    port = int(query.get("port", [parts.port or 5432])[0])
-    dbname = unquote(parts.path.lstrip("/")) or "postgres"
-    return ConnInfo(
-        host=host,
-        port=port,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        dbname=dbname,
-    )
+    """Parse a SQLAlchemy/libpq URL (TCP, or a socket directory as `?host=/socket/dir`), keeping its parameters."""
+    u = make_url(url)
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
+    host = query.pop("host", None) or u.host or "localhost"
+    port = int(query.pop("port", None) or u.port or 5432)
+    return ConnInfo(host=host, port=port, user=u.username or "postgres", password=u.password or "",
+                    dbname=u.database or "postgres", params=tuple(sorted(query.items())))
