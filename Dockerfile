@@ -1,7 +1,7 @@
 # The project image for every Airflow service of docker-compose.yml (api-server, scheduler,
 # dag-processor, triggerer, Celery workers, airflow-init): Airflow, dbt, Great Expectations and the
-# project's packages, installed from uv.lock only (`uv sync --frozen`), so the image runs exactly
-# what the tests ran.
+# project's packages, installed from uv.lock only (`uv sync --frozen --no-dev`), so the image runs exactly
+# what the tests ran, without the test and lint tools (the lock's dev group).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,9 +13,10 @@ ENV PYTHONUNBUFFERED=1 \
     GX_ANALYTICS_ENABLED=False \
     DBT_SEND_ANONYMOUS_USAGE_STATS=False
 
-# curl for the health checks, tini to pass signals on (a Celery worker's warm shutdown)
+# curl for the health checks, tini to pass signals on (a Celery worker's warm shutdown), Debian's Noto CJK
+# fonts for the email's chart (reports/chart.py prefers them to the packaged fallback)
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl tini \
+    && apt-get install -y --no-install-recommends curl tini fonts-noto-cjk \
     && rm -rf /var/lib/apt/lists/* \
     && pip install --no-cache-dir uv==0.13.9
 
@@ -23,7 +24,7 @@ WORKDIR /opt/gov
 
 # dependencies first: this layer is rebuilt only when the lock file changes
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-install-project
+RUN uv sync --frozen --no-dev --no-install-project
 
 # then the project itself (every package listed in pyproject.toml), installed in place so that
 # warehouse.connections finds dags/ and dbt_project/ beside it
@@ -36,7 +37,7 @@ COPY orchestration orchestration
 COPY commands commands
 COPY dags dags
 COPY dbt_project dbt_project
-RUN uv sync --frozen \
+RUN uv sync --frozen --no-dev \
     && python -c "import warehouse, ingest, scenario, expectations, reports, orchestration, commands"
 # the dbt manifest gov_publish renders its per-model tasks from: `dbt parse` at build time, so that
 # no Airflow process runs dbt while parsing DAG files (needs no warehouse)
