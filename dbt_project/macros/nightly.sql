@@ -12,10 +12,12 @@
     '{{ var("service_date") }}'::date
 {%- endmacro %}
 
-{#- The cases with an event in tonight's load (raw, through its service-day index). -#}
+{#- The cases with an event in tonight's load: every version loaded tonight, through the raw table's
+    service-day index (stg_assistance__case_event_loads is a plain projection of it). A model calling
+    this only on nightly runs declares the ref up front (`-- depends_on:`), as dbt parses the full branch. -#}
 {% macro cases_touched_tonight() -%}
-    {%- set raw_events = source('raw', 'assistance_case_events') -%}
-    select distinct service_request_id from {{ raw_events }} where _service_date = {{ service_date_literal() }}
+    {%- set loads = ref('stg_assistance__case_event_loads') -%}
+    select distinct service_request_id from {{ loads }} where service_date = {{ service_date_literal() }}
 {%- endmacro %}
 
 {#-
@@ -28,6 +30,7 @@
     {%- set registry = ref('stg_streets__compounds') -%}
     {%- set meals = ref('stg_canteens__meals') -%}
     {%- set events = ref('stg_assistance__case_events') -%}
+    {%- set loads = ref('stg_assistance__case_event_loads') -%}  {#- read on nightly runs (cases_touched_tonight) -#}
     {%- if nightly() -%}
     select distinct day as service_date
     from (

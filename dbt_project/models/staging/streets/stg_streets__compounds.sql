@@ -7,7 +7,7 @@
 --                                      its subsidy_start_month)
 --   programme_measure                  which of the four measures, or 'awaiting' (no service yet)
 with source as (
-    select * from {{ source('raw', 'streets_compounds') }}
+    select * from {{ source('streets', 'compounds') }}
 ),
 
 ranked as (

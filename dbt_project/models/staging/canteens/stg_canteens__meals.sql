@@ -2,7 +2,7 @@
 -- The service day is part of the window's partition so that a filter on service_date reaches the
 -- raw table's index (incremental models read one night, not the whole history).
 with source as (
-    select * from {{ source('raw', 'canteens_meals') }}
+    select * from {{ source('canteens', 'meals') }}
 ),
 
 ranked as (

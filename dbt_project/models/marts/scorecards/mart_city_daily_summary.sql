@@ -4,8 +4,10 @@
 -- Overnight resolution is reported for the cohort received the day before: its window
 -- (until 09:00 of the service day) has closed by the time the nightly run builds this row.
 -- Nightly: the night's day and the days whose case figures tonight's events change (days_to_build).
--- Registry figures come from the coverage marts (the registry as it stood that day), canteen
--- figures from fct_canteen_day, case figures from fct_assistance_case.
+-- One piece per topic: registry figures from the coverage marts (the registry as it stood that day),
+-- canteen and case figures added up from the streets (int_canteens__street_day,
+-- int_assistance__street_day: the scorecard's own pieces, so street rows sum to the city's), and
+-- distinct diners, which do not add up, from the meal records.
 with days as (
     {{ days_to_build(ref('fct_assistance_case')) }}
 ),
@@ -27,17 +29,17 @@ canteens as (
     select
         service_date,
         sum(person_times) as canteen_person_times,
-        count(*) as canteens_reporting,
+        sum(canteens_reporting) as canteens_reporting,
         sum(subsidy_yuan) as canteen_subsidy_yuan
-    from {{ ref('fct_canteen_day') }}
+    from {{ ref('int_canteens__street_day') }}
     where service_date in (select service_date from days)
     group by service_date
 ),
 
 diners as materialized (
-    -- distinct diners city-wide (a card may eat at several canteens): read per day from the records, one
-    -- day's canteen partition each (pruned at run time); materialized, so that the join below cannot
-    -- evaluate the per-day count once per pair of days
+    -- distinct diners city-wide (a card may eat at several canteens, so streets do not add up): read per
+    -- day from the records, one day's canteen partition each (pruned at run time); materialized, so that
+    -- the join below cannot evaluate the per-day count once per pair of days
     select
         d.service_date,
         (
@@ -47,37 +49,19 @@ diners as materialized (
     from days as d
 ),
 
-cases as (
-    -- a case whose stages are out of order (or of an unknown point) is not counted (macros/row_flags.sql)
-    select * from {{ ref('fct_assistance_case') }} as c where {{ case_counts('c') }}
-),
-
-received as (
+assistance as (
+    -- the streets' case figures added up (int_assistance__street_day: each case on the day of its stage)
     select
-        received_date as service_date,
-        count(*) as cases_received,
+        service_date,
+        sum(cases_received) as cases_received,
+        sum(cases_resolved) as cases_resolved,
+        sum(cases_escalated) as cases_escalated,
         sum(people_served) as people_served,
-        count(*) filter (where escalated) as cases_escalated
-    from cases
-    where received_date in (select service_date from days)
-    group by received_date
-),
-
-resolved as (
-    select resolved_date as service_date, count(*) as cases_resolved
-    from cases
-    where resolved_date in (select service_date from days)
-    group by resolved_date
-),
-
-overnight as (
-    select
-        received_date + 1 as service_date,
-        count(*) as overnight_cohort,
-        count(*) filter (where resolved_overnight) as overnight_resolved
-    from cases
-    where received_date + 1 in (select service_date from days)
-    group by received_date
+        sum(overnight_cohort) as overnight_cohort,
+        sum(overnight_resolved) as overnight_resolved
+    from {{ ref('int_assistance__street_day') }}
+    where service_date in (select service_date from days)
+    group by service_date
 )
 
 select
@@ -91,18 +75,16 @@ select
     coalesce(dn.canteen_distinct_diners, 0)::bigint as canteen_distinct_diners,
     coalesce(c.canteens_reporting, 0)::bigint as canteens_reporting,
     coalesce(c.canteen_subsidy_yuan, 0)::numeric(14, 2) as canteen_subsidy_yuan,
-    coalesce(rc.cases_received, 0)::bigint as cases_received,
-    coalesce(rs.cases_resolved, 0)::bigint as cases_resolved,
-    coalesce(rc.cases_escalated, 0)::bigint as cases_escalated,
-    coalesce(rc.people_served, 0)::bigint as people_served,
-    coalesce(o.overnight_cohort, 0)::bigint as overnight_cohort,
-    {{ safe_ratio('o.overnight_resolved', 'o.overnight_cohort') }} as overnight_resolution_rate,
+    coalesce(a.cases_received, 0)::bigint as cases_received,
+    coalesce(a.cases_resolved, 0)::bigint as cases_resolved,
+    coalesce(a.cases_escalated, 0)::bigint as cases_escalated,
+    coalesce(a.people_served, 0)::bigint as people_served,
+    coalesce(a.overnight_cohort, 0)::bigint as overnight_cohort,
+    {{ safe_ratio('a.overnight_resolved', 'a.overnight_cohort') }} as overnight_resolution_rate,
     coalesce(r.compounds_with_party_org, 0)::bigint as compounds_with_party_org,
     coalesce(r.compounds_with_owners_committee, 0)::bigint as compounds_with_owners_committee
 from days as d
 left join registry as r using (service_date)
 left join canteens as c using (service_date)
 left join diners as dn using (service_date)
-left join received as rc using (service_date)
-left join resolved as rs using (service_date)
-left join overnight as o using (service_date)
+left join assistance as a using (service_date)

@@ -14,7 +14,7 @@ with expected as (
 
 ledger as (
     select source, reporter_code, service_date, started_at
-    from {{ source('audit', 'load_ledger') }}
+    from {{ ref('stg_audit__load_ledger') }}
     where status in ('loaded', 'replaced', 'skipped_duplicate')
 ),
 

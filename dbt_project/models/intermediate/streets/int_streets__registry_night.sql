@@ -30,5 +30,5 @@ from {{ ref('stg_streets__compounds') }} as c
 {% if var('service_date', none) is not none -%}
 where c.service_date = {{ service_date_literal() }}
 {%- else -%}
-where c.service_date = (select max(_service_date) from {{ source('raw', 'streets_compounds') }})
+where c.service_date = (select max(service_date) from {{ ref('stg_streets__compound_loads') }})
 {%- endif %}

@@ -2,7 +2,7 @@
 -- A case is a point's service_request_id: points number their cases independently, so the same id sent
 -- by two points is two cases (never merged), and the point is part of every key below.
 with source as (
-    select * from {{ source('raw', 'assistance_case_events') }}
+    select * from {{ source('assistance', 'case_events') }}
 ),
 
 ranked as (

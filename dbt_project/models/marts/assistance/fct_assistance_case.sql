@@ -5,6 +5,7 @@
 -- (from all their events), so the night's cost grows with the night, not with the history. The filter
 -- is on the id alone (it reaches the raw events' index): a case of another point with the same id is
 -- rebuilt too, unchanged.
+-- depends_on: {{ ref('stg_assistance__case_event_loads') }}
 select
     service_request_id,
     point_code,
