@@ -10,6 +10,7 @@ from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Asset
 
 from orchestration.assets import MARTS_ASSET, RAW_FEED_ASSETS, RAW_NIGHT_ASSET
+from warehouse.settings import FEEDS as FEEDS  # re-exported for the DAG files
 from warehouse.settings import SERVICE_TZ
 
 TZ = SERVICE_TZ  # pendulum takes the zone by name
