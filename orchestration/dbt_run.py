@@ -46,8 +46,10 @@ def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None) -> None:
     if day:
         cmd += ["--vars", json.dumps({"service_date": day})]
     log.info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True)
-    print(proc.stdout)
+    # dbt's lines are passed on as they come (a long build shows its progress), not all at the end
+    with subprocess.Popen(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
     if proc.returncode != 0:
-        print(proc.stderr, file=sys.stderr)
         raise RuntimeError(f"dbt {args[0]} failed with exit code {proc.returncode}; see the log above")
