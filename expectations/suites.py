@@ -35,10 +35,6 @@ class Check:
     zh: str  # short Chinese description: how the email names the check
     note: str | None = None  # how to read the result (stored with it in audit.dq_results.details)
 
-    @property
-    def severity(self) -> str:
-        return severity_of(self.expectation.severity)
-
 
 def severity_of(gx_severity: FailureSeverity | str | None) -> str:
     """The project's name for GX's severity: 'fail' (critical: blocks) or 'warn' (anything else)."""

@@ -32,3 +32,9 @@ def outbox_dir() -> Path:
 
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", local_dir() / "airflow")).resolve()
+
+
+def gx_dir() -> Path:
+    """Great Expectations' shared store: validation results and the Data Docs site. Every machine that
+    runs checks must see the same directory (compose: a shared volume), so one site holds every night."""
+    return Path(os.environ.get("GOV_GX_DIR", local_dir() / "gx")).resolve()
