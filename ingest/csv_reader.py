@@ -17,8 +17,8 @@ from typing import Any
 
 from ingest.csv_batches import Batch, plain_batch
 from ingest.encoding import UNDECODABLE, NotUtf8, looks_binary, scan
-from ingest.feeds import FeedSpec, Rejection, safe_record
-from ingest.rejections import UnreadableFile
+from ingest.feeds import FeedSpec
+from ingest.rejections import Rejection, UnreadableFile, safe_record
 from ingest.tabular import HEADER_SCAN_ROWS, RowOrRejection, column_order, data_rows, map_header, records
 
 

@@ -22,8 +22,8 @@ from typing import Any, BinaryIO
 from ingest import normalize as n
 from ingest import pii
 from ingest.encoding import SCAN_CHUNK, UNDECODABLE, EncodingVote, looks_binary
-from ingest.feeds import FeedSpec, Rejection, safe_record, storable_text
-from ingest.rejections import UnreadableFile
+from ingest.feeds import FeedSpec
+from ingest.rejections import Rejection, UnreadableFile, safe_record, storable_text
 from warehouse.reference import SERVICE_CODES
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: a case event is under 2 KB; anything longer is not one

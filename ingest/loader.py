@@ -22,12 +22,14 @@ import psycopg
 
 from ingest import landing as zone
 from ingest import pii
+from ingest.copy_encoder import RowEncoder, copy_text
+from ingest.copy_fast import FastBatchEncoder
 from ingest.csv_batches import Batch
 from ingest.encoding import NotUtf8, content_sha256, scan
-from ingest.feeds import SPECS, FeedSpec, Rejection, copy_text
+from ingest.feeds import SPECS, FeedSpec
 from ingest.holds import Held, evidence, hold_reason
 from ingest.readers import read as read_file
-from ingest.rejections import UnreadableFile
+from ingest.rejections import Rejection, UnreadableFile
 from warehouse.connections import connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.credentials import pii_hash_key
@@ -263,7 +265,8 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     if target != spec.table:
         del fields["_service_date"]  # the day's partition: its column default
     columns = [c for c in META_COLUMNS if c in fields] + ["_row_number"] + spec.raw_columns
-    encoder = spec.encoder(reporter, path.name)
+    encoder = RowEncoder(spec, reporter, path.name)
+    fast = FastBatchEncoder(encoder)
     head = "\t".join(fields[c] for c in columns if c in fields)
     head_bytes = head.encode()
     rejections: list[Rejection] = []
@@ -272,20 +275,20 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     read = 0
 
     def flush(copy: psycopg.Copy) -> None:
-        out_columns, rejected, batch_rejections = encoder.encode_batch(row_numbers, rows)
-        lines = map("\t".join, zip(repeat(head), map(str, row_numbers), *out_columns))
-        if rejected:
-            rejections.extend(batch_rejections)
-            skip = set(rejected)
-            lines = compress(lines, [i not in skip for i in range(len(rows))])
-        text = "\n".join(lines)
-        if text:
-            copy.write(text + "\n")
+        lines = []
+        for row_number, values in zip(row_numbers, rows, strict=True):
+            out = encoder.encode(row_number, values)
+            if isinstance(out, Rejection):
+                rejections.append(out)
+            else:
+                lines.append("\t".join((head, str(row_number), *out)))
+        if lines:
+            copy.write("\n".join(lines) + "\n")
         row_numbers.clear()
         rows.clear()
 
     def write_batch(copy: psycopg.Copy, batch: Batch) -> None:
-        out_columns, rejected, batch_rejections = encoder.encode_plain(batch.first_row, batch.columns, batch.tail)
+        out_columns, rejected, batch_rejections = fast.encode(batch.first_row, batch.columns, batch.tail)
         count = len(batch)
         # one printf-style formatting of all the row numbers: half the cost of str() per number
         numbers = ((b"%d " * count) % tuple(range(batch.first_row, batch.first_row + count))).split()

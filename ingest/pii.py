@@ -131,3 +131,34 @@ def _classify(written: str, group_lengths: list[int]) -> str | None:
     if 16 <= len(digits) <= 19 and (len(group_lengths) == 1 or all(n == 4 for n in group_lengths[:-1])):
         return mask_card(digits)
     return None
+
+
+# What a personal column of a feed (FeedSpec.pii_columns: column -> kind) becomes in its raw table: its
+# keyed hash, and a masked form or a validity flag where the marts need one; free text is scrubbed.
+def output_columns(name: str, kind: str) -> list[str]:
+    """The raw table's columns for the feed column `name` of personal-data `kind`."""
+    if kind == "name":
+        return [f"{name}_hash"]
+    if kind in ("phone", "card"):
+        return [f"{name}_hash", f"{name}_masked"]
+    if kind == "id_number":
+        base = name.removesuffix("_number")
+        return [f"{base}_hash", f"{base}_valid"]
+    if kind == "free_text":
+        return [name]
+    raise ValueError(kind)
+
+
+def output_values(name: str, kind: str, value: str | None) -> list[object]:
+    """The values of `output_columns(name, kind)` for one cell's text (None: all None)."""
+    if value is None:
+        return [None] * len(output_columns(name, kind))
+    if kind == "name":
+        return [keyed_hash(value, "name")]
+    if kind == "phone":
+        return [keyed_hash(value, "phone"), mask_phone(value)]
+    if kind == "card":
+        return [keyed_hash(value, "card"), mask_card(value)]
+    if kind == "id_number":
+        return [keyed_hash(value, "id"), id_number_valid(value)]
+    return [scrub_free_text(value)]

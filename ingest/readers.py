@@ -18,8 +18,9 @@ from pathlib import Path
 from ingest.csv_batches import Batch
 from ingest.csv_reader import read_csv
 from ingest.encoding import NotUtf8
-from ingest.feeds import FeedSpec, Rejection
+from ingest.feeds import FeedSpec
 from ingest.jsonlines import read_jsonl
+from ingest.rejections import Rejection
 from ingest.tabular import RowOrRejection
 from ingest.workbook import WorkbookRows
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest import normalize as n
-from ingest.feeds import FeedSpec, Rejection
-from ingest.rejections import UnreadableFile
+from ingest.feeds import FeedSpec
+from ingest.rejections import Rejection, UnreadableFile
 
 RowOrRejection = tuple[int, list[Any]] | Rejection  # values in FeedSpec.columns order
 HEADER_SCAN_ROWS = 15  # a CSV's header is searched in its first lines (ingest.workbook searches deeper)

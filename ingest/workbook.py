@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest import pii
-from ingest.feeds import FeedSpec, Rejection, safe_record
-from ingest.rejections import UnreadableFile
+from ingest.feeds import FeedSpec
+from ingest.rejections import Rejection, UnreadableFile, safe_record
 from ingest.tabular import RowOrRejection, column_order, data_rows, is_blank, map_header
 
 log = logging.getLogger(__name__)

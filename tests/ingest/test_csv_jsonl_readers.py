@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from ingest import csv_reader, encoding, jsonlines
+from ingest.copy_encoder import RowEncoder
 from ingest.encoding import NotUtf8
-from ingest.feeds import ASSISTANCE, CANTEENS, Rejection, safe_record, storable_text
+from ingest.feeds import ASSISTANCE, CANTEENS
 from ingest.readers import read
-from ingest.rejections import UnreadableFile
+from ingest.rejections import Rejection, UnreadableFile, safe_record, storable_text
 from scenario.generator import CANTEEN_HEADERS
 
 pytestmark = pytest.mark.unit
@@ -170,7 +171,7 @@ def test_nul_byte_in_a_csv_row_rejects_that_row_with_a_storable_record(tmp_path,
     lines = [",".join(meal(i)) for i in range(1, 6)]
     lines[2] = lines[2].replace(f"{CANTEEN}-000003", f"{CANTEEN}-0\x0000003")
     path = write(tmp_path, (HEADER + "\n" + "\n".join(lines) + "\n").encode(), f"{CANTEEN}.csv")
-    encoder = CANTEENS.encoder(CANTEEN, path.name)
+    encoder = RowEncoder(CANTEENS, CANTEEN, path.name)
     out = [encoder.encode(rn, values) for rn, values in read(CANTEENS, path, unchecked_utf8=unchecked)]
     bad = [o for o in out if isinstance(o, Rejection)]
     assert len(out) == 5 and [(r.row_number, r.column, r.reason_code) for r in bad] == [
@@ -404,7 +405,7 @@ def test_open311_georeport_records_map_to_the_contract(tmp_path):
                    "service_code": "001"}),  # GeoReport's id with no name: the encoder rejects it as bad_enum
         5: values({**base, "service_request_id": "SR1", "event": "received", "event_at": "2023-11-06T08:00:00+08:00"}),
     }
-    encoder = ASSISTANCE.encoder(POINT, "p.jsonl")
+    encoder = RowEncoder(ASSISTANCE, POINT, "p.jsonl")
     out = [encoder.encode(rn, v) for rn, v in sorted(rows.items())]
     assert [o.reason_code if isinstance(o, Rejection) else None for o in out] == [None, None, None, "bad_enum",
                                                                                   "duplicate_record"]  # row 5 is row 1

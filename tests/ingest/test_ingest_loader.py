@@ -193,7 +193,7 @@ LOAD_ONE = """
 import sys
 from datetime import date
 from pathlib import Path
-__CONFIG__
+from warehouse import conninfo
 from ingest import loader
 wh = conninfo.parse_url(sys.argv[1])
 with loader.connect(wh) as conn:

@@ -21,8 +21,10 @@ from openpyxl import Workbook
 
 from ingest import normalize as n
 from ingest import readers, tabular, workbook
-from ingest.feeds import NULL, STREETS, Rejection
-from ingest.rejections import UnreadableFile
+from ingest.copy_encoder import NULL, RowEncoder
+from ingest.copy_fast import FastBatchEncoder
+from ingest.feeds import STREETS
+from ingest.rejections import Rejection, UnreadableFile
 from scenario.generator import STREET_HEADERS
 from warehouse.reference import PROPERTY_MODES
 
@@ -82,7 +84,7 @@ def rewrite(path: Path, part: str, change) -> None:
 def load(path: Path):
     """(loaded rows by compound code as raw-table dicts, rejections, row numbers read, the Rows object)."""
     rows = readers.read(STREETS, path)
-    enc = STREETS.encoder(STREET, path.name)
+    enc = RowEncoder(STREETS, STREET, path.name)
     loaded, rejections, numbers = {}, [], []
     for item in rows:
         if isinstance(item, Rejection):
@@ -496,13 +498,11 @@ def test_the_encoders_fast_paths_leave_placeholders_to_the_row_path():
     good = ["R2023110600000001", "CT140105001001", "2023-11-06 12:00:00", "午", "老年人", "", "70", "9.00", "3.00",
             "微信"]
     placeholder = ["-", *good[1:]]
-    enc = CANTEENS.encoder("CT140105001001", "CT140105001001.csv")
+    enc = RowEncoder(CANTEENS, "CT140105001001", "CT140105001001.csv")
     by_row = enc.encode(2, placeholder)
     assert (by_row.column, by_row.reason_code) == ("record_id", "missing_value")
-    _, rejected, [batch] = CANTEENS.encoder("CT140105001001", "x.csv").encode_batch([1, 2], [good, placeholder])
-    assert rejected == [1] and (batch.column, batch.reason_code) == ("record_id", "missing_value")
     columns = [[a.encode(), b.encode()] for a, b in zip(good, placeholder, strict=True)]
-    _, rejected, [plain] = CANTEENS.encoder("CT140105001001", "x.csv").encode_plain(1, columns)
+    _, rejected, [plain] = FastBatchEncoder(RowEncoder(CANTEENS, "CT140105001001", "x.csv")).encode(1, columns)
     assert rejected == [1] and (plain.column, plain.reason_code) == ("record_id", "missing_value")
 
 
