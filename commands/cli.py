@@ -133,8 +133,13 @@ def cmd_airflow(args: argparse.Namespace) -> None:
     sink = smtp_sink.start(settings.outbox_dir())
     env = airflow_local.airflow_env(sink.port)
     airflow_local.migrate(env)
-    print(f"Airflow UI: http://localhost:8080 (user 'admin'; the password is printed below and kept in "
-          f"{settings.airflow_home() / 'simple_auth_manager_passwords.json.generated'})")
+    port = env.get("AIRFLOW__API__PORT", "8080")
+    print(f"Airflow UI: http://localhost:{port} (user 'admin'; the password is printed below and kept in "
+          f"{settings.airflow_home() / 'simple_auth_manager_passwords.json.generated'}); times in "
+          f"{settings.SERVICE_TZ} unless you pick another zone in the UI's user menu")
+    print("The gov DAGs start paused: runs made by `make run` are there to look at, and nothing is scheduled "
+          "(02:00 ingest, 07:00 watchdog) until you unpause them, with the toggle or, from another terminal:\n"
+          f"  {airflow_local.unpause_command(env)}", flush=True)
     try:
         subprocess.run([airflow_local.airflow_bin(), "standalone"], env=env)
     finally:

@@ -38,6 +38,10 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__DEFAULT_TIMEZONE", settings.SERVICE_TZ)
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    # the documented state of a local Airflow (README, For data engineers): the DAGs start paused, nothing runs
+    # at 02:00 over a landing zone without that night's files until the engineer unpauses (UNPAUSE_HINT)
+    env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(home / "plugins"))
     if warehouse_url:
         env["WAREHOUSE_URL"] = warehouse_url
     elif not env.get("WAREHOUSE_URL"):
@@ -71,6 +75,7 @@ def migrate(env: dict[str, str]) -> None:
     from importlib.metadata import version
 
     ensure_dbt_manifest()
+    install_ui_plugin(env)
 
     # not `import airflow` here: it would read (and create) a config before AIRFLOW_HOME is in effect
     marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{version('apache-airflow')}-{_digest(env)}"
@@ -80,6 +85,21 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([airflow_bin(), "pools", "set", "warehouse", str(WAREHOUSE_POOL_SLOTS),
                     "Concurrent warehouse sessions of the gov DAGs"], env=env, check=True, capture_output=True)
     marker.touch()
+
+
+def install_ui_plugin(env: dict[str, str]) -> Path:
+    """Airflow loads plugins from a folder, not a package: a one-line module there brings in
+    orchestration.airflow_ui (the UI's default time zone)."""
+    path = Path(env["AIRFLOW__CORE__PLUGINS_FOLDER"]) / "gov_ui_timezone.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("from orchestration.airflow_ui import GovUiPlugin  # noqa: F401  (written by gov-warehouse)\n")
+    return path
+
+
+def unpause_command(env: dict[str, str]) -> str:
+    """The one command that unpauses the three gov DAGs of this local Airflow, for a second terminal."""
+    return (f"AIRFLOW_HOME={env['AIRFLOW_HOME']} {airflow_bin()} dags unpause --treat-dag-id-as-regex "
+            f"--yes '^gov_'")
 
 
 def ensure_dbt_manifest() -> Path:
