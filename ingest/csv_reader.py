@@ -96,7 +96,7 @@ class Undecoded:
                ) -> Iterator[RowOrRejection | Batch]:
         marked = self.rows
         for item in items:
-            if marked and item.__class__ is tuple:
+            if marked and isinstance(item, tuple):
                 where = marked.pop(item[0], None)
                 rejection = None if where is None else _bad_encoding(spec, path, encoding, item, where)
                 if rejection is not None:
@@ -114,7 +114,7 @@ def _bad_encoding(spec: FeedSpec, path: Path, encoding: str, item: tuple[int, li
     in a column the feed does not read (an extra 备注): then the row's values are all good text."""
     row, values = item
     column = next((c.name for c, v in zip(spec.columns, values, strict=True)
-                   if v.__class__ is str and not _encodable(v)), None)
+                   if isinstance(v, str) and not _encodable(v)), None)
     if column is None:
         return None
     label = "GB18030" if encoding == "gb18030" else "UTF-8"
@@ -217,23 +217,13 @@ def _chunk_rows(chunk: bytes, offset: int, first_row: int, undecoded: Undecoded 
 def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undecoded | None = None
               ) -> Iterator[RowOrRejection | Batch]:
     """A UTF-8 CSV: the header (and any rows among the first lines) through the csv module, then the
-    file in chunks of whole lines. A chunk of plain lines becomes one Batch; any other chunk (blank or
-    short lines, a 合计 row, a bare CR) goes through the csv module row by row, and from the first quote
-    character (or a line too long to complete a chunk) on, the rest of the file does (a quoted field may
-    hold line breaks).
+    file in chunks of whole lines (`_chunks`).
 
     With `undecoded` (a checked read), a chunk that does not decode as UTF-8 goes through the csv module
-    too, line by line: the plain path only ever sees valid UTF-8, the same as an unchecked read's."""
+    too, line by line: the fast path only ever sees valid UTF-8, the same as an unchecked read's."""
     start = f.tell()
-    head: list[bytes] = []
-    while len(head) <= HEADER_SCAN_ROWS and (line := f.readline(MAX_LINE_BYTES)):
-        head.append(line)
-        if line[-1:] != b"\n":
-            break  # the end of the file, or a line too long for the plain path
+    head = _head_lines(path, f)
     joined = b"".join(head)
-    if head and looks_binary(head[0]):
-        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes throughout the first line: UTF-16 or a "
-                             "binary file, not a CSV text file; save it as CSV UTF-8")
     if b'"' in joined or joined.count(b"\r") != joined.count(b"\r\n") or (head and head[-1][-1:] != b"\n") or (
             undecoded is not None and not _encodable_bytes(joined)):
         f.seek(start)  # the header area itself needs the csv module
@@ -243,10 +233,32 @@ def _csv_utf8(spec: FeedSpec, path: Path, f: io.BufferedReader, undecoded: Undec
     mapping, rest = map_header(spec, iter(head_rows), path)
     order = column_order(spec, mapping, path)
     yield from data_rows(order, rest)
-    row = len(head_rows) + 1
     if None in order:  # a spec column missing from the file: the row path fills it with None
-        yield from data_rows(order, _rows(f, "utf-8", row, undecoded))
+        yield from data_rows(order, _rows(f, "utf-8", len(head_rows) + 1, undecoded))
         return
+    yield from _chunks(spec, f, order, len(head_rows) + 1, undecoded)
+
+
+def _head_lines(path: Path, f: io.BufferedReader) -> list[bytes]:
+    """The lines where the header may be (HEADER_SCAN_ROWS and one more), as bytes; fewer at the end of the
+    file or at a line too long for the fast path."""
+    head: list[bytes] = []
+    while len(head) <= HEADER_SCAN_ROWS and (line := f.readline(MAX_LINE_BYTES)):
+        head.append(line)
+        if line[-1:] != b"\n":
+            break  # the end of the file, or a line too long for the fast path
+    if head and looks_binary(head[0]):
+        raise UnreadableFile("bad_encoding", f"{path.name}: NUL bytes throughout the first line: UTF-16 or a "
+                             "binary file, not a CSV text file; save it as CSV UTF-8")
+    return head
+
+
+def _chunks(spec: FeedSpec, f: io.BufferedReader, order: list[int], row: int, undecoded: Undecoded | None
+            ) -> Iterator[RowOrRejection | Batch]:
+    """The rest of the file from data row `row` on, in chunks of whole lines. A chunk of plain lines
+    becomes one Batch (ingest.csv_batches); any other chunk (blank or short lines, a 合计 row, a bare CR)
+    goes through the csv module row by row, and from the first quote character (or a line too long to
+    complete a chunk) on, the rest of the file does (a quoted field may hold line breaks)."""
     tail_start, known_tails = spec.tail_start, set()
     while True:
         offset = f.tell()

@@ -12,7 +12,9 @@ import gc
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from itertools import compress, repeat
@@ -30,6 +32,7 @@ from ingest.feeds import SPECS, FeedSpec
 from ingest.holds import Held, evidence, hold_reason
 from ingest.readers import read as read_file
 from ingest.rejections import Rejection, UnreadableFile
+from ingest.tabular import RowOrRejection
 from warehouse.connections import connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.credentials import pii_hash_key
@@ -187,24 +190,8 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
     # concurrent loads of the same reporter's day (a retry racing a straggler) take turns
     conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(spec.source, reporter, day),))
     conn.execute(f"set local timezone to '{SERVICE_TZ}'")  # timestamps without an offset are local time
-    current = conn.execute(
-        """select load_id, content_sha256, file_bytes, status from audit.load_ledger
-           where source = %s and reporter_code = %s and service_date = %s
-             and status in ('loaded', 'quarantined', 'held', 'rejected') and content_sha256 is not null
-           order by load_id desc limit 1""",
-        (spec.source, reporter, day),
-    ).fetchone()
-    if current and current[2] == content.size and current[1] == content.sha256():
-        # only a file of the same size can be the same file again: then the hash is awaited before any write
-        result.status, result.error = "skipped_duplicate", f"same content as load {current[0]} ({current[3]})"
-        result.load_id = conn.execute(
-            """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
-                 file_bytes, status, finished_at, error)
-               values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
-            (spec.source, reporter, day, str(path), content.sha256(), content.size, result.error),
-        ).fetchone()[0]
+    if _skipped_as_duplicate(conn, spec, path, reporter, day, content, result):
         return
-
     load_id = conn.execute(
         """insert into audit.load_ledger (source, reporter_code, service_date, file_path, file_bytes, status)
            values (%s, %s, %s, %s, %s, 'loading') returning load_id""",
@@ -223,7 +210,44 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
                              evidence(conn, spec.source, reporter, day))
         if reason:
             raise Held(reason)
-    # a revised file: the earlier version's rows go, in this same transaction (and a held version is superseded)
+    _replace_earlier_versions(conn, spec, reporter, day, load_id)
+    result.status = "loaded"
+    conn.execute(
+        """update audit.load_ledger set status = 'loaded', content_sha256 = %s, rows_read = %s, rows_loaded = %s,
+             rows_rejected = %s, error = %s, notes = %s, finished_at = now() where load_id = %s""",
+        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, result.error, result.notes,
+         load_id),
+    )
+
+
+def _skipped_as_duplicate(conn: psycopg.Connection, spec: FeedSpec, path: Path, reporter: str, day: date,
+                          content: Content, result: FileResult) -> bool:
+    """Whether the reporter's latest version of the day has this content: then the file is recorded as
+    `skipped_duplicate` and nothing else is written."""
+    current = conn.execute(
+        """select load_id, content_sha256, file_bytes, status from audit.load_ledger
+           where source = %s and reporter_code = %s and service_date = %s
+             and status in ('loaded', 'quarantined', 'held', 'rejected') and content_sha256 is not null
+           order by load_id desc limit 1""",
+        (spec.source, reporter, day),
+    ).fetchone()
+    # only a file of the same size can be the same file again: then the hash is awaited before any write
+    if not (current and current[2] == content.size and current[1] == content.sha256()):
+        return False
+    result.status, result.error = "skipped_duplicate", f"same content as load {current[0]} ({current[3]})"
+    result.load_id = conn.execute(
+        """insert into audit.load_ledger (source, reporter_code, service_date, file_path, content_sha256,
+             file_bytes, status, finished_at, error)
+           values (%s, %s, %s, %s, %s, %s, 'skipped_duplicate', now(), %s) returning load_id""",
+        (spec.source, reporter, day, str(path), content.sha256(), content.size, result.error),
+    ).fetchone()[0]
+    return True
+
+
+def _replace_earlier_versions(conn: psycopg.Connection, spec: FeedSpec, reporter: str, day: date, load_id: int
+                              ) -> None:
+    """A revised file: the earlier version's rows go, in the load's own transaction (and a held version is
+    superseded)."""
     replaced = conn.execute(
         """update audit.load_ledger set status = 'replaced', replaced_by = %s
            where source = %s and reporter_code = %s and service_date = %s and status in ('loaded', 'held')
@@ -233,13 +257,6 @@ def _load_in_transaction(conn: psycopg.Connection, spec: FeedSpec, target: str, 
     if replaced:  # same day: the day's partition, or the raw table's index on (_service_date, _load_id)
         conn.execute(f"delete from {spec.table} where _service_date = %s and _load_id = any(%s)",
                      (day, [r[0] for r in replaced]))
-    result.status = "loaded"
-    conn.execute(
-        """update audit.load_ledger set status = 'loaded', content_sha256 = %s, rows_read = %s, rows_loaded = %s,
-             rows_rejected = %s, error = %s, notes = %s, finished_at = now() where load_id = %s""",
-        (content.sha256(), result.rows_read, result.rows_loaded, result.rows_rejected, result.error, result.notes,
-         load_id),
-    )
 
 
 BATCH_ROWS = 1024  # rows of one COPY write on the row-by-row path: small enough to stay in the CPU caches
@@ -256,7 +273,7 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
                day: date, load_id: int, result: FileResult) -> list[Rejection]:
     """Stream the file through the reader and the feed's encoder into one COPY (text format), a batch
     of rows at a time: memory stays flat whatever the file size. Column-wise batches of plain CSV lines
-    (the reader's `batches()`) are encoded as UTF-8 bytes and never decoded as a whole.
+    (the reader's `batches()`) take the encoder's fast path (ingest.copy_fast) and are never decoded.
 
     `encoding` None: a CSV is read as UTF-8 without a pass over the file first. Whatever reaches the
     server is checked there (COPY verifies its input's encoding), anything decoded here is checked by
@@ -265,81 +282,92 @@ def _copy_rows(conn: psycopg.Connection, spec: FeedSpec, target: str, path: Path
     if target != spec.table:
         del fields["_service_date"]  # the day's partition: its column default
     columns = [c for c in META_COLUMNS if c in fields] + ["_row_number"] + spec.raw_columns
-    encoder = RowEncoder(spec, reporter, path.name)
-    fast = FastBatchEncoder(encoder)
-    head = "\t".join(fields[c] for c in columns if c in fields)
-    head_bytes = head.encode()
-    rejections: list[Rejection] = []
-    row_numbers: list[int] = []
-    rows: list[list] = []
-    read = 0
-
-    def flush(copy: psycopg.Copy) -> None:
-        lines = []
-        for row_number, values in zip(row_numbers, rows, strict=True):
-            out = encoder.encode(row_number, values)
-            if isinstance(out, Rejection):
-                rejections.append(out)
-            else:
-                lines.append("\t".join((head, str(row_number), *out)))
-        if lines:
-            copy.write("\n".join(lines) + "\n")
-        row_numbers.clear()
-        rows.clear()
-
-    def write_batch(copy: psycopg.Copy, batch: Batch) -> None:
-        out_columns, rejected, batch_rejections = fast.encode(batch.first_row, batch.columns, batch.tail)
-        count = len(batch)
-        # one printf-style formatting of all the row numbers: half the cost of str() per number
-        numbers = ((b"%d " * count) % tuple(range(batch.first_row, batch.first_row + count))).split()
-        lines = map(b"\t".join, zip(repeat(head_bytes), numbers, *out_columns))
-        if rejected:
-            rejections.extend(batch_rejections)
-            skip = set(rejected)
-            lines = compress(lines, [i not in skip for i in range(count)])
-        data = b"\n".join(lines)
-        if data:
-            copy.write(data)
-            copy.write(b"\n")  # not data + b"\n": that would copy the batch once more
-
-    items = read_file(spec, path, encoding, unchecked_utf8=encoding is None)
-    batches = getattr(items, "batches", None)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # rows and tuples are acyclic: the cyclic collector would only rescan them again and again
+    rows = read_file(spec, path, encoding, unchecked_utf8=encoding is None)
     try:
-        with conn.cursor().copy(f"copy {target} ({', '.join(columns)}) from stdin") as copy:
-            for item in batches() if batches is not None else items:
-                cls = item.__class__
-                if cls is Batch:
-                    if rows:
-                        flush(copy)  # earlier rows first: the first of two rows with the same key is kept
-                    read += len(item)
-                    write_batch(copy, item)
-                    continue
-                read += 1
-                if cls is Rejection:
-                    rejections.append(item)
-                    continue
-                row_numbers.append(item[0])
-                rows.append(item[1])
-                if len(rows) >= BATCH_ROWS:
-                    flush(copy)
-            if rows:
-                flush(copy)
+        with conn.cursor().copy(f"copy {target} ({', '.join(columns)}) from stdin") as copy, _no_cycle_collection():
+            writer = _CopyWriter(copy, "\t".join(fields[c] for c in columns if c in fields),
+                                 RowEncoder(spec, reporter, path.name))
+            for item in rows.batches():
+                writer.add(item)
+            writer.flush()
     except (UnicodeDecodeError, psycopg.errors.CharacterNotInRepertoire):
         if encoding is None:
             raise NotUtf8(f"{path.name}: not UTF-8") from None  # the server's message would quote the row
         raise
+    result.rows_read = writer.read
+    result.rows_rejected = len(writer.rejections)
+    result.rows_loaded = writer.read - result.rows_rejected
+    result.notes = "; ".join(rows.notes()) or None  # a workbook's skipped sheets and total rows
+    return rows.relabel(writer.rejections)  # a workbook's rejections name their sheet
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for one file's COPY. A load allocates millions of lists,
+    tuples and bytes that never form cycles (freed by reference counting as each batch is written); each
+    allocation burst would trigger a collection that scans all of them for nothing (measured in
+    bench/README.md)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
-    result.rows_read = read
-    result.rows_rejected = len(rejections)
-    result.rows_loaded = read - result.rows_rejected
-    notes = getattr(items, "notes", None)  # a workbook's skipped sheets and total rows (ingest.workbook)
-    result.notes = ("; ".join(notes()) or None) if notes is not None else None
-    relabel = getattr(items, "relabel", None)  # a workbook's rejections name their sheet (ingest.workbook)
-    return relabel(rejections) if relabel is not None else rejections
+
+
+class _CopyWriter:
+    """One file's rows into one open COPY: each line is the load's fields (`head`: load id, file, day),
+    the row number and the row's COPY text. Rows (and rejections) are counted in `read`, rejections kept."""
+
+    def __init__(self, copy: psycopg.Copy, head: str, encoder: RowEncoder):
+        self.copy, self.head, self.head_bytes = copy, head, head.encode()
+        self.encoder, self.fast = encoder, FastBatchEncoder(encoder)
+        self.read = 0
+        self.rejections: list[Rejection] = []
+        self._rows: list[tuple[int, list]] = []  # waiting for the next write
+
+    def add(self, item: RowOrRejection | Batch) -> None:
+        if isinstance(item, Batch):
+            self.flush()  # earlier rows first: the first of two rows with the same key is kept
+            self.read += len(item)
+            self._write_batch(item)
+            return
+        self.read += 1
+        if isinstance(item, Rejection):
+            self.rejections.append(item)
+            return
+        self._rows.append(item)
+        if len(self._rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """The rows waiting, through the encoder's plain path, as one write."""
+        lines = []
+        for row_number, values in self._rows:
+            out = self.encoder.encode(row_number, values)
+            if isinstance(out, Rejection):
+                self.rejections.append(out)
+            else:
+                lines.append("\t".join((self.head, str(row_number), *out)))
+        if lines:
+            self.copy.write("\n".join(lines) + "\n")
+        self._rows.clear()
+
+    def _write_batch(self, batch: Batch) -> None:
+        encoded = self.fast.encode(batch.first_row, batch.columns, batch.tail)
+        count = len(batch)
+        # one printf-style formatting of all the row numbers: half the cost of str() per number
+        numbers = ((b"%d " * count) % tuple(range(batch.first_row, batch.first_row + count))).split()
+        lines = map(b"\t".join, zip(repeat(self.head_bytes), numbers, *encoded.columns))
+        if encoded.rejected:
+            self.rejections.extend(encoded.rejections)
+            skip = set(encoded.rejected)
+            lines = compress(lines, [i not in skip for i in range(count)])
+        data = b"\n".join(lines)
+        if data:
+            self.copy.write(data)
+            self.copy.write(b"\n")  # not data + b"\n": that would copy the batch once more
 
 
 def _write_rejections(conn: psycopg.Connection, load_id: int, rejections: list[Rejection]) -> None:

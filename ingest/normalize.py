@@ -44,7 +44,7 @@ ASCII_PLACEHOLDER_BYTES = frozenset(p.encode() for p in ASCII_PLACEHOLDERS)
 
 def is_placeholder(text: object) -> bool:
     """Whether `text` (already through `nfkc`) is a placeholder for an empty cell."""
-    return text.__class__ is str and len(text) <= PLACEHOLDER_LENGTH and text.casefold() in PLACEHOLDERS
+    return isinstance(text, str) and len(text) <= PLACEHOLDER_LENGTH and text.casefold() in PLACEHOLDERS
 
 
 def cell(value: object) -> object:
@@ -182,7 +182,7 @@ def _year_only(value: object) -> CellError:
 
 def to_timestamp(value: object) -> datetime | None:
     """Timestamps; naive ones are Asia/Shanghai local time."""
-    if value.__class__ is str:  # the common case, ISO 8601 as written by machines
+    if isinstance(value, str):  # the common case, ISO 8601 as written by machines
         try:
             ts = datetime.fromisoformat(value)
         except ValueError:

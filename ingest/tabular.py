@@ -31,7 +31,7 @@ def is_total_row(values: list[Any]) -> bool:
     on data rows: only text cells of at most TOTAL_CELL_LENGTH characters, ASCII or holding 计, go
     through NFKC and the pattern."""
     for v in values:
-        if v.__class__ is str and len(v) <= TOTAL_CELL_LENGTH and ("计" in v or v.isascii()):
+        if isinstance(v, str) and len(v) <= TOTAL_CELL_LENGTH and ("计" in v or v.isascii()):
             text = re.sub(r"[\s:_-]+", "", str(n.nfkc(v) or "")).casefold()
             if text and _TOTAL_ROW_RE.fullmatch(text):
                 return True
@@ -40,7 +40,7 @@ def is_total_row(values: list[Any]) -> bool:
 
 def is_blank(values: list[Any]) -> bool:
     for v in values:
-        if v is not None and v != "" and not (v.__class__ is str and v.isspace()):
+        if v is not None and v != "" and not (isinstance(v, str) and v.isspace()):
             return False
     return True
 
@@ -122,7 +122,7 @@ def data_rows(order: list[int | None], rows: Iterator[tuple[int, list[Any]]],
         else:
             out = [values[i] if i is not None and i < have else None for i in order]
         first = values[0] if values else None
-        if first.__class__ is not str or len(first) <= 12:  # a long first cell is data: skip the checks
+        if not isinstance(first, str) or len(first) <= 12:  # a long first cell is data: skip the checks
             if is_blank(out):
                 continue  # blank rows separate sections; they carry no data
             if is_total_row(values) and (out[0] in (None, "") or is_total_row(out[:1])):

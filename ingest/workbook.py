@@ -157,7 +157,7 @@ class WorkbookRows:
     def _bad_cell(self, sheet: Sheet, row_number: int, values: list[Any]) -> Rejection:
         """The rejection of a row holding an Excel error or a formula without a value in a registry column."""
         column, value = next((c, v) for c, v in zip(self.spec.columns, values, strict=True)
-                             if v is NO_SAVED_VALUE or (v.__class__ is str and v in EXCEL_ERRORS))
+                             if v is NO_SAVED_VALUE or (isinstance(v, str) and v in EXCEL_ERRORS))
         if value is NO_SAVED_VALUE:
             reason, detail = "formula_no_value", (
                 "the cell holds a formula with no saved value (the file was written by a program that does not "
