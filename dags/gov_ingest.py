@@ -3,6 +3,10 @@
 Each feed's load produces its Airflow Asset; once all are loaded and checked, `raw_night` is
 produced, which schedules gov_publish (data-aware scheduling). Orchestration only: every task
 calls orchestration.steps.
+
+A run's service day is the day before its logical date (Asia/Shanghai), or its `service_date` param; runs made
+by `make run` are named `local__<service day>`. Re-run a day, a feed or one reporter's file with *Trigger* and
+the params `service_date`, `feed`, `reporter` (README, For data engineers).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from orchestration.dag_settings import FEEDS, RAW_FEEDS, RAW_NIGHT, START, TZ, W
 @dag(
     dag_id="gov_ingest",
     description="Load the night's source files into raw.* (COPY, ledger) and run the raw GX suites",
+    doc_md=__doc__,  # the module docstring, shown on the DAG's page in the UI
     schedule="0 2 * * *",
     start_date=START,
     catchup=False,

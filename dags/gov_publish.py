@@ -3,6 +3,9 @@
 Scheduled on the `raw_night` asset (produced by gov_ingest, and again when a late file is
 loaded), or run by hand for a `service_date`. Orchestration only: tasks call orchestration.steps; the dbt
 step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestration/dbt_tasks.py).
+
+A failing dbt node or test fails its own task in `dbt` (re-run it with *Clear*); a failing `fail` check blocks
+`publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_PO
 @dag(
     dag_id="gov_publish",
     description="dbt build of the marts, checks, publish, officials' summary email",
+    doc_md=__doc__,  # the module docstring, shown on the DAG's page in the UI
     schedule=RAW_NIGHT,
     start_date=START,
     catchup=False,

@@ -13,6 +13,7 @@ from orchestration.dag_settings import START, default_args
 @dag(
     dag_id="gov_publish_watchdog",
     description="Alert on-call when the night's marts are not published by 07:00",
+    doc_md=__doc__,  # the module docstring, shown on the DAG's page in the UI
     schedule="0 7 * * *",
     start_date=START,
     catchup=False,
