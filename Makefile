@@ -14,14 +14,15 @@ export XDG_RUNTIME_DIR ?= /tmp
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: help setup warehouse generate run demo stop test test-fast lint airflow clean reconcile
+.PHONY: help setup warehouse generate run demo stop test test-fast lint airflow screenshots clean reconcile
 
 help:
 	@echo "make demo                  set up, generate one night ($(DAY)), run it through Airflow, show where to look"
 	@echo "make generate DAY=…        write the Taiyuan scenario's files for a service day into LANDING_DIR"
 	@echo "make run DAY=…             run the nightly DAG through Airflow over LANDING_DIR for that day"
 	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
-	@echo "make airflow               run Airflow locally (UI on http://localhost:8080)"
+	@echo "make airflow               run Airflow locally (UI on http://localhost:8080; the DAGs start paused)"
+	@echo "make screenshots           make demo, then re-take the README's Airflow UI pictures (docs/screenshots/)"
 	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
 	@echo "make test-fast             the unit tier (-m unit): readers, normalisation, PII, layout (no PostgreSQL, no Airflow)"
 	@echo "make reconcile             load the programme period (2023-01-01..10-31) into gov_reconcile, build,"
@@ -56,6 +57,11 @@ stop: setup
 
 airflow: setup
 	$(VENV)/bin/gov-warehouse airflow
+
+# The README's pictures of the Airflow UI, taken by headless Chromium from the demo's night (stop a running
+# `make airflow` first: the script starts its own on a free port, on the same metadata DB).
+screenshots: demo
+	$(PY) -m commands.airflow_screens --day $(DAY) --out docs/screenshots
 
 test: setup
 	$(PY) -m ruff check .

@@ -125,7 +125,7 @@ def test_make_airflow_lists_the_dags_without_import_errors(local_airflow):
     assert api.get("/api/v2/importErrors")["total_entries"] == 0
     for dag_id in GOV_DAGS:  # each DAG's page shows its file's docstring (doc_md)
         source = (airflow_local.settings.DAGS_DIR / f"{dag_id}.py").read_text(encoding="utf-8")
-        assert api.get(f"/api/v2/dags/{dag_id}/details")["doc_md"] == ast.get_docstring(ast.parse(source))
+        assert api.get(f"/api/v2/dags/{dag_id}/details")["doc_md"].strip() == ast.get_docstring(ast.parse(source))
 
 
 def test_a_local_run_lasts_as_long_as_it_ran_and_names_its_service_day(local_airflow):
