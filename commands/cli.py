@@ -116,6 +116,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     docs = settings.local_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     if docs.exists():
         print(f"Data Docs:   file://{docs}")
+    print("Airflow UI:  `make airflow`, then http://localhost:8080 (times in Asia/Shanghai; the runs of "
+          "`make run` are named local__<service day>)")
     dbt_docs = settings.local_dir() / "dbt_target" / "index.html"
     if dbt_docs.exists():
         print(f"dbt docs:    file://{dbt_docs}  (or: cd dbt_project && dbt docs serve --target-path {dbt_docs.parent})")
