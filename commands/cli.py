@@ -84,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     finally:
         if sink is not None:
             sink.stop()
-    _dbt_docs()
+    if not getattr(args, "no_docs", False):
+        _dbt_docs()
     cmd_report(args)
 
 
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
     r.add_argument("--day", required=True)
     r.add_argument("--to")
+    r.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate` after the run")
     sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
     sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
     rc = sub.add_parser("reconcile", help="generate and load a period (default: the programme period) into a "
