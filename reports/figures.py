@@ -1,4 +1,6 @@
-"""The figures an official's summary shows, read from the marts as gov_bi_reader (what BI sees).
+"""The figures an official's summary shows, read from the published marts as gov_reporter (a member
+of gov_bi_reader: it sees what BI sees). The per-case lists of the street and district emails are
+read by reports.casework.
 
 Every scope (city, district, street) is computed the same way: street rows of the scorecard and
 coverage marts, summed over the scope, rates recomputed from their numerators. Before the first
@@ -13,7 +15,8 @@ from datetime import date, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from warehouse.connections import BI_READER, connect_as
+from reports import casework
+from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
 
 TREND_DAYS = 30
@@ -49,6 +52,12 @@ class ScopeReport:
     submissions: list[dict] = field(default_factory=list)  # per source, from the ledger (reports.night)
     notes: list[str] = field(default_factory=list)  # the night's status in plain Chinese (reports.night)
     published: bool = True  # False before the first publish: `marts` has no tables yet
+    communities: list[dict] = field(default_factory=list)  # street: per community (reports.casework)
+    overdue: list[dict] = field(default_factory=list)  # street: open cases past the overnight mark
+    waiting: list[dict] = field(default_factory=list)  # street: escalations waiting for a department
+    ranking: list[dict] = field(default_factory=list)  # district: streets vs their last 7 days
+    worst_compounds: list[dict] = field(default_factory=list)  # district: most open cases
+    problems: list[dict] = field(default_factory=list)  # reporters missing or held, per street (reports.night)
 
     @property
     def today(self) -> dict | None:
@@ -122,7 +131,7 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
     first = day - timedelta(days=TREND_DAYS - 1)
     where, args = scope.filter_sql()
     scope_where, _ = scope.filter_sql(street_column="scope_code")
-    with connect_as(BI_READER, wh, row_factory=dict_row) as conn:
+    with connect_as(REPORTER, wh, row_factory=dict_row) as conn:
         report.published = all(conn.execute("select to_regclass(%s) is not null as found", (t,)).fetchone()["found"]
                                for t in PUBLISHED_TABLES)
         if not report.published:
@@ -131,8 +140,20 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
                             (*args, first, day, *args, first, day, *args, first, day)).fetchall()
         report.days = {r["service_date"]: _kpis(r) for r in rows}
         report.breakdown = _breakdown(conn, scope, day)
-        report.attention = _attention(conn, scope, day)
+        report.attention = _attention(conn, scope, day) if scope.level == "city" else []
+        _casework(conn, report)
     return report
+
+
+def _casework(conn: psycopg.Connection, report: ScopeReport) -> None:
+    scope, day = report.scope, report.service_date
+    if scope.level == "street":
+        report.communities = casework.communities(conn, scope.code, day)
+        report.overdue = casework.overdue_cases(conn, scope.code, day)
+        report.waiting = casework.waiting_escalations(conn, scope.code, day)
+    elif scope.level == "district":
+        report.ranking = casework.street_ranking(conn, scope.code, day)
+        report.worst_compounds = casework.worst_compounds(conn, scope.code, day)
 
 
 def _breakdown(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:

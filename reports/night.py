@@ -142,3 +142,29 @@ def submission_line(s: dict) -> str:
 def notes(outcome: dict, files: list[LedgerFile], level: str, scope_code: str) -> NightNotes:
     return NightNotes(lines=publication_lines(outcome) + file_lines(files, level, scope_code),
                       submissions=submissions(files, level, scope_code))
+
+
+def problems_by_street(files: list[LedgerFile], level: str, scope_code: str) -> list[dict]:
+    """Per street of the scope with a reporter that sent nothing usable or was held: the missing ones
+    (no file, or a file that could not be read) and the held ones, all by name, street code order."""
+    statuses: dict[tuple[str, str], set[str]] = {}
+    for f in files:
+        statuses.setdefault((f.source, f.reporter_code), set()).add(f.status)
+    streets = reporters()["streets"]
+    out: dict[str, dict] = {}
+    for source, names in reporters().items():
+        for code in names:
+            street = reporter_street(source, code)
+            if not in_scope(street, level, scope_code):
+                continue
+            seen = statuses.get((source, code), set())
+            if "held" in seen:
+                kind, what = "held", named(source, code)
+            elif not seen & set(RECEIVED):  # as in submissions(): an unreadable file brings no data
+                kind, what = "missing", named(source, code) + ("（文件无法读取）" if "quarantined" in seen else "")
+            else:
+                continue
+            entry = out.setdefault(street, {"street_code": street, "street_name": streets.get(street, street),
+                                            "missing": [], "held": []})
+            entry[kind].append(f"{SOURCE_NAMES[source]} {what}")
+    return [out[k] for k in sorted(out)]

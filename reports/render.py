@@ -7,6 +7,7 @@ from html import escape
 
 from reports.figures import ScopeReport
 from reports.night import submission_line
+from reports.sections import block_html, block_text, blocks_for
 
 LEVEL_NAMES = {"city": "全市", "district": "区县", "street": "街道"}
 # (key, label, kind): kind decides formatting
@@ -26,8 +27,9 @@ KEY_FIGURES = [
 CHART_CID = "trend-chart"
 
 RED, GREY, LINE = "#b91c1c", "#6b7280", "#e5e7eb"
-CELL = f"padding:6px 8px;border-bottom:1px solid {LINE};font-size:14px;"
-HEAD = f"padding:6px 8px;background:{RED};color:#ffffff;font-size:13px;text-align:left;"
+# narrow padding: six columns of figures fit a 375 px phone
+CELL = f"padding:6px 4px;border-bottom:1px solid {LINE};font-size:14px;"
+HEAD = f"padding:6px 4px;background:{RED};color:#ffffff;font-size:12px;text-align:left;"
 NUM = "text-align:right;"
 
 
@@ -58,6 +60,10 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
             lines.append(f"  {r['name'] or r['unit']}：受理 {fmt(r['cases_received'])}，办结 {fmt(r['cases_resolved'])}，"
                          f"不隔夜率 {fmt(r['overnight_resolution_rate'], 'rate')}，积压 {fmt(r['cases_backlog'])}，"
                          f"食堂 {fmt(r['canteen_person_times'])} 人次")
+    if report.days:
+        lines += trend_lines(report)
+    for block in blocks_for(report):
+        lines += block_text(block)
     if report.attention:
         lines += ["", "需关注的街道："]
         for r in report.attention:
@@ -73,6 +79,35 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
     lines += [f"{label}：{url}" for label, url in links.items()]
     lines += ["", "本邮件由社区治理数据平台自动生成，不含个人信息。"]
     return "\n".join(lines)
+
+
+def trend_days(report: ScopeReport) -> list:
+    """The chart's days: the last 30, or from the first night with data when the history is shorter
+    (a chart of empty days before the platform started would read as 30 days of nothing)."""
+    from datetime import timedelta
+
+    last30 = [report.service_date - timedelta(days=i) for i in range(29, -1, -1)]
+    if not report.days:
+        return last30
+    return [d for d in last30 if d >= min(report.days)]
+
+
+def trend_title(report: ScopeReport) -> str:
+    days = trend_days(report)
+    if len(days) >= 30:
+        return "近30日趋势"
+    return f"近{len(days)}日趋势（数据自{days[0].month}月{days[0].day}日起，不足30日）"
+
+
+def trend_lines(report: ScopeReport) -> list[str]:
+    """The chart's figures, for a reader whose client blocks images."""
+    lines = ["", f"{trend_title(report)}："]
+    for d in trend_days(report):
+        r = report.days.get(d)
+        lines.append(f"  {d.month}月{d.day}日：" + ("无数据" if r is None else
+                     f"受理 {fmt(r['cases_received'])}，办结 {fmt(r['cases_resolved'])}，"
+                     f"不隔夜率 {fmt(r['overnight_resolution_rate'], 'rate')}"))
+    return lines
 
 
 def no_figures(report: ScopeReport) -> str:
@@ -116,7 +151,7 @@ def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_c
     sections = [_section("今日要点", _table(["指标", "当日", "前一日", "近7日均值"], []).replace(
         "</table>", _key_figures_html(report) + "</table>"))]
     if with_chart:
-        sections.append(_section("近30日趋势", f'<img src="cid:{CHART_CID}" width="600" alt="近30日受理、办结与解决不隔夜率趋势" '
+        sections.append(_section(trend_title(report), f'<img src="cid:{CHART_CID}" width="600" alt="受理、办结与解决不隔夜率趋势" '
                                             'style="display:block;width:100%;max-width:600px;height:auto;border:0;">'))
     if report.breakdown:
         unit = "区县" if report.scope.level == "city" else "街道"
@@ -125,6 +160,7 @@ def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_c
             [[r["name"] or r["unit"], fmt(r["cases_received"]), fmt(r["cases_resolved"]),
               fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"]), fmt(r["canteen_person_times"])]
              for r in report.breakdown])))
+    sections += [_section(block.title, block_html(block)) for block in blocks_for(report)]
     if report.attention:
         sections.append(_section("需关注的街道", _table(
             ["街道", "原因", "不隔夜率", "积压"],

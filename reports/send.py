@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import smtplib
-from datetime import date, timedelta
+from datetime import date
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from reports import night
 from reports.chart import trend_png
 from reports.figures import Scope, ScopeReport, load_report
-from reports.render import CHART_CID, render_html, render_text, subject
+from reports.render import CHART_CID, render_html, render_text, subject, trend_days, trend_title
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.reference import CITY_CODE, CITY_NAME
@@ -109,9 +109,7 @@ def send_summaries(wh: ConnInfo, day: str, dq: dict) -> list[str]:
             _log_skipped(key, day, ledger[key])
             continue
         scope = Scope(official["scope_level"], official["scope_code"], official["scope_name"])
-        report = load_report(wh, scope, service_date)
-        found = night.notes(dq, files, scope.level, scope.code)
-        report.notes, report.submissions = found.lines, found.submissions
+        report = compose(wh, scope, service_date, dq, files)
         msg = build_message(official["email"], report, dq_line, links, message_id(service_date, key))
         if not _claim(wh, service_date, official, msg):
             log.info("summary for %s on %s was claimed by another run meanwhile; not sending", key, day)
@@ -120,6 +118,15 @@ def send_summaries(wh: ConnInfo, day: str, dq: dict) -> list[str]:
         sent.append(key)
     log.info("summaries for %s sent to %d officials", day, len(sent))
     return sent
+
+
+def compose(wh: ConnInfo, scope: Scope, service_date: date, dq: dict, files: list[night.LedgerFile]) -> ScopeReport:
+    """One scope's summary: the marts' figures and lists, and the night's notes on its reporters."""
+    report = load_report(wh, scope, service_date)
+    found = night.notes(dq, files, scope.level, scope.code)
+    report.notes, report.submissions = found.lines, found.submissions
+    report.problems = night.problems_by_street(files, scope.level, scope.code)
+    return report
 
 
 def message_id(service_date: date, key: str) -> str:
@@ -152,10 +159,11 @@ def _deliver_claimed(wh: ConnInfo, service_date: date, key: str, msg: EmailMessa
 
 
 def chart_for(report: ScopeReport) -> bytes:
-    days = [report.service_date - timedelta(days=i) for i in range(29, -1, -1)]
+    days = trend_days(report)
     rows = [report.days.get(d) or {} for d in days]  # a day without data is a gap, not a zero
+    title = trend_title(report).replace("趋势", "帮代办事项", 1)
     return trend_png(days, [r.get("cases_received") for r in rows], [r.get("cases_resolved") for r in rows],
-                     [r.get("overnight_resolution_rate") for r in rows], f"近30日帮代办事项 · {report.scope.name}")
+                     [r.get("overnight_resolution_rate") for r in rows], f"{title} · {report.scope.name}")
 
 
 def build_message(to: str, report: ScopeReport, dq_line: str, links: dict[str, str],
