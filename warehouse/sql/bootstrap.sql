@@ -403,3 +403,36 @@ alter default privileges for role gov_transformer in schema seeds grant select o
 grant select on all tables in schema marts to gov_bi_reader, gov_checker;
 alter default privileges for role gov_publisher grant select on tables to gov_bi_reader, gov_checker;
 alter default privileges for role gov_publisher grant usage on schemas to gov_bi_reader, gov_checker;
+
+-- reporters' notices
+-- The send ledger of the reporters' notices (reports/notices.py): one row per reporter, service day, kind
+-- and file version, inserted (the claim) before the message goes to the relay, as audit.summary_sends.
+-- kind: problems (a file quarantined, held, or with rejected rows), received (a corrected version loaded
+-- cleanly: 已收到，已入库), missing (no file for GOV_NOTICE_MISSING_NIGHTS nights: service_date is the first
+-- missing night, so one reminder per missing streak). version: the file's content_sha256 (missing: the
+-- streak's first night). reasons: reason code -> rows (a whole file's reason counts 1).
+set role gov_owner;
+create table if not exists audit.notice_sends (
+  reporter_code  text not null,
+  source         text not null,
+  service_date   date not null,
+  kind           text not null check (kind in ('problems', 'received', 'missing')),
+  version        text not null,
+  load_id        bigint references audit.load_ledger (load_id),
+  file_name      text,
+  reasons        jsonb not null default '{}',
+  recipient      text not null,
+  message_id     text not null,
+  subject        text not null,
+  noticed_on     date not null,
+  status         text not null default 'claimed' check (status in ('claimed', 'sent', 'unconfirmed')),
+  claimed_at     timestamptz not null default now(),
+  sent_at        timestamptz,
+  primary key (reporter_code, service_date, kind, version)
+);
+create index if not exists notice_sends_noticed_on on audit.notice_sends (noticed_on);
+comment on table audit.notice_sends is 'Send ledger of the reporters'' notices: one message per reporter, day, kind (problems/received/missing) and file version, claimed before it is sent.';
+reset role;
+grant select on audit.notice_sends to gov_loader, gov_transformer, gov_checker, gov_publisher, gov_reporter;
+-- the reporter claims (insert), confirms (update) and withdraws a claim the relay refused outright (delete)
+grant insert, update (status, sent_at), delete on audit.notice_sends to gov_reporter;
