@@ -9,16 +9,23 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 
 import pytest
 
 from orchestration import dbt_manifest
+from tests.support.dbt_cli import declared_marts
 from warehouse import settings
 
 pytestmark = pytest.mark.integration
 
 EXPECTED_DAGS = {"gov_ingest", "gov_publish", "gov_publish_watchdog"}
 DBT_GROUP = "dbt"
+# README, "Retries, pools, timeouts, alerts": the defaults when GOV_TASK_RETRIES / GOV_RETRY_DELAY_SECONDS
+# are not set; the watchdog alerts at once (no retries) within five minutes
+DOCUMENTED = {"retries": 2, "retry_delay": timedelta(seconds=120), "retry_exponential_backoff": True,
+              "max_retry_delay": timedelta(minutes=30), "execution_timeout": timedelta(minutes=45)}
+WATCHDOG = {**DOCUMENTED, "retries": 0, "execution_timeout": timedelta(minutes=5)}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +39,8 @@ def manifest() -> dict:
 @pytest.fixture(scope="module")
 def dagbag(tmp_path_factory, manifest):
     home = tmp_path_factory.mktemp("airflow_home")
+    # the documented defaults: no test setting of the retry variables may leak into the policy check
+    overrides = {k: os.environ.pop(k) for k in ("GOV_TASK_RETRIES", "GOV_RETRY_DELAY_SECONDS") if k in os.environ}
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(settings.DAGS_DIR)
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -41,6 +50,7 @@ def dagbag(tmp_path_factory, manifest):
     yield bag
     for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES"):
         os.environ.pop(key, None)
+    os.environ.update(overrides)
 
 
 def test_no_import_errors(dagbag):
@@ -54,13 +64,19 @@ def test_dag_policy(dagbag, dag_id):
     assert dag.tags and "governance" in dag.tags
     assert str(dag.timezone).endswith("Asia/Shanghai")
     assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.tasks
     for task in dag.tasks:
         assert task.owner == "gov-data", task.task_id
-        assert task.execution_timeout is not None, task.task_id
         assert task.on_failure_callback, task.task_id
-        # a blocked publish is a verdict, not a glitch: it alone is not retried
-        if dag_id != "gov_publish_watchdog" and task.task_id != "publish":
-            assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
+        expected = WATCHDOG if dag_id == "gov_publish_watchdog" else DOCUMENTED
+        if task.task_id == "publish":
+            # a blocked publish is a verdict, not a glitch: it alone is not retried
+            expected = {**expected, "retries": 0}
+        assert {k: getattr(task, k) for k in expected} == expected, task.task_id
+    if dag_id == "gov_publish":
+        # the summary goes out whatever publish decided (it reports a block as such)
+        assert dag.get_task("send_summary").trigger_rule == "all_done"
+        assert dag.get_task("publish").retries == 0
 
 
 def test_ingest_produces_feed_assets_that_schedule_publish(dagbag):
@@ -78,27 +94,32 @@ def test_ingest_produces_feed_assets_that_schedule_publish(dagbag):
 # Runs a DAG file in a fresh interpreter, then reports whether dbt itself was loaded: Cosmos could run
 # dbt in-process (dbtRunner), which no PATH would stop.
 PARSE_PROBE = textwrap.dedent("""
-    import json, runpy, sys
-    runpy.run_path(sys.argv[1], run_name="__main__")
-    print(json.dumps({
-        "dbt_loaded": sorted(m for m in sys.modules if m == "dbt.cli.main" or m.startswith(("dbt.parser", "dbt.task"))),
-    }))
+    import json, pathlib, runpy, sys
+    reports = []
+    for path in sys.argv[1:]:
+        runpy.run_path(path, run_name="__main__")
+        reports.append({"file": pathlib.Path(path).name, "dbt_loaded": sorted(
+            m for m in sys.modules if m == "dbt.cli.main" or m.startswith(("dbt.parser", "dbt.task")))})
+    print(json.dumps(reports))
 """)
 
 
-def _parse_in_fresh_interpreter(path, **env_overrides: str) -> dict:
+def _parse_in_fresh_interpreter(*paths, **env_overrides: str) -> list[dict]:
     env = {**os.environ, "WAREHOUSE_URL": "postgresql://nobody@127.0.0.1:1/none", "PATH": "", **env_overrides}
-    proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", PARSE_PROBE, *map(str, paths)], env=env, capture_output=True,
+                          text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_dag_files_parse_without_database_or_dbt(manifest):
     """Importing a DAG file must not connect anywhere or run dbt: an unreachable warehouse, no PATH (no dbt
-    executable), and dbt's parser and runner modules must not even be imported."""
-    for path in settings.DAGS_DIR.glob("gov_*.py"):
-        assert _parse_in_fresh_interpreter(path)["dbt_loaded"] == [], path.name
+    executable), and dbt's parser and runner modules must not even be imported. One interpreter runs the
+    files one after the other and reports after each (what a file loads stays loaded for the next)."""
+    paths = sorted(settings.DAGS_DIR.glob("gov_*.py"))
+    assert {p.stem for p in paths} == EXPECTED_DAGS
+    reports = _parse_in_fresh_interpreter(*paths)
+    assert reports == [{"file": p.name, "dbt_loaded": []} for p in paths]
 
 
 def _dbt_nodes(manifest: dict) -> dict[str, dict]:
@@ -116,8 +137,8 @@ def test_publish_runs_a_dbt_task_per_node_with_its_tests(dagbag, manifest):
 
     publish = dagbag.dags["gov_publish"]
     nodes = _dbt_nodes(manifest)
-    marts = [n for n in nodes.values() if n["resource_type"] == "model" and n["path"].startswith("marts/")]
-    assert len(marts) >= 12  # every mart of DESIGN.md section 7
+    marts = {n["name"] for n in nodes.values() if n["resource_type"] == "model" and n["path"].startswith("marts/")}
+    assert marts == declared_marts() and len(marts) == 12  # every mart of DESIGN.md section 7, one file each
     dbt_tasks = {t.task_id: t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")}
     for uid, node in nodes.items():
         task = dbt_tasks[_task_for(node)]
