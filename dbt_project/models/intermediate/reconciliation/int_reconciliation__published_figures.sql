@@ -4,7 +4,7 @@
 -- night; the programme totals (53,169 matters, 115,531 person-times) count the cases received in the
 -- programme period 2023-01-01..2023-10-31 (fct_assistance_case), so they match only once that whole
 -- period is loaded (needs_programme_period). Approx figures match within 5 %.
--- `python -m ingest reconcile` (make reconcile) loads a period, builds, prints this view and fails
+-- `gov-warehouse reconcile` (make reconcile) loads a period, builds, prints this view and fails
 -- on any row with matches = false.
 with latest as (
     select max(service_date) as service_date from {{ ref('mart_property_coverage') }}
