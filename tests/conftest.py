@@ -19,6 +19,9 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("PII_HASH_KEY", "test-key-" + "x" * 24)
+# dbt's unit tests take fixed inputs, so their outcome is the same in every build of the suite: they run
+# in one build (tests/dbt/conftest.py), which asserts on each of them, and no other dbt build repeats them
+os.environ.setdefault("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,14 @@ def local_dir(tmp_path_factory) -> Path:
     os.environ["OUTBOX_DIR"] = str(path / "outbox")
     os.environ.pop("AIRFLOW_HOME", None)
     return path
+
+
+@pytest.fixture(scope="session")
+def airflow_db_template(tmp_path_factory) -> Path:
+    """A migrated SQLite Airflow metadata database, copied into each Airflow home (tests/support/airflow_home.py)."""
+    from tests.support import airflow_home
+
+    return airflow_home.make_template(tmp_path_factory.mktemp("airflow_template"))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from orchestration.publish import PublishLockTimeout, publish_candidate
+from warehouse import connections
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,9 @@ def build_candidate(wh, night: int, rows: int) -> None:
 
 
 def bi_session(wh) -> psycopg.Connection:
-    conn = psycopg.connect(wh.conninfo())
-    conn.execute("set role gov_bi_reader")
+    """A BI tool's session: logged in as gov_bi_reader with its own credentials (not SET ROLE)."""
+    conn = connections.connect_as(connections.BI_READER, wh)
+    assert conn.execute("select session_user, current_user").fetchone() == ("gov_bi_reader", "gov_bi_reader")
     conn.commit()
     return conn
 
@@ -149,8 +151,7 @@ def test_first_publish_creates_the_marts_and_a_changed_table_is_replaced(fresh_w
         conn.execute("drop table marts_candidate.mart_street_daily_scorecard")
         conn.commit()
     assert publish_candidate(wh) == ["mart_city_daily_summary"]
-    with psycopg.connect(wh.conninfo()) as conn:
-        conn.execute("set role gov_bi_reader")
+    with bi_session(wh) as conn:
         assert conn.execute("select k, night, extra from marts.mart_city_daily_summary order by k").fetchall() == [
             (1, 1, "x"), (2, 1, "x")]
         assert conn.execute("select obj_description('marts.mart_city_daily_summary'::regclass, 'pg_class')"
