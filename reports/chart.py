@@ -45,8 +45,9 @@ def trend_png(days: list[date], received: list[int | None], resolved: list[int |
     ax.set_xticks(x[::step], [f"{d.month}月{d.day}日" for d in days[::step]], fontsize=8)
     ax2 = ax.twinx()
     rates = [None if r is None else float(r) * 100 for r in overnight]
+    # markers: on a short history a rate can be a single point, which a bare line does not draw
     ax2.plot(x, [float("nan") if r is None else r for r in rates], color="#1d4ed8", linestyle="--",
-             linewidth=1.2, label="解决不隔夜率(%)")
+             linewidth=1.2, marker="s", markersize=3, label="解决不隔夜率(%)")
     ax2.set_ylim(0, 100)
     ax2.set_ylabel("%")
     handles = ax.get_legend_handles_labels()

@@ -1,6 +1,6 @@
-"""The figures an official's summary shows, read from the published marts as gov_reporter (a member
-of gov_bi_reader: it sees what BI sees). The per-case lists of the street and district emails are
-read by reports.casework.
+"""The figures an official's summary shows, read from the published marts as gov_bi_reader (what BI
+sees: the marts are the BI contract; gov_reporter is a member of that role). The per-case lists of
+the street and district emails are read by reports.casework, on the same connection.
 
 Every scope (city, district, street) is computed the same way: street rows of the scorecard and
 coverage marts, summed over the scope, rates recomputed from their numerators. Before the first
@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from reports import casework
-from warehouse.connections import REPORTER, connect_as
+from warehouse.connections import BI_READER, connect_as
 from warehouse.conninfo import ConnInfo
 
 TREND_DAYS = 30
@@ -131,7 +131,7 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
     first = day - timedelta(days=TREND_DAYS - 1)
     where, args = scope.filter_sql()
     scope_where, _ = scope.filter_sql(street_column="scope_code")
-    with connect_as(REPORTER, wh, row_factory=dict_row) as conn:
+    with connect_as(BI_READER, wh, row_factory=dict_row) as conn:
         report.published = all(conn.execute("select to_regclass(%s) is not null as found", (t,)).fetchone()["found"]
                                for t in PUBLISHED_TABLES)
         if not report.published:
