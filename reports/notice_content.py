@@ -161,7 +161,9 @@ def problems_html(name: str, code: str, files: list[FileVersion], attachment: st
             out.append(f"<p><b>问题：</b>{esc(whole[0])}<br><b>怎么办：</b>{esc(whole[1])}<br>"
                        f"请把文件命名为 {esc(f.reporter_code + FEED_FILE_TYPES[f.source])} 后重新上传。</p>")
         if f.rows:
-            out.append(_rows_table([line_of(x) for x in f.rows]))
+            out.append(_rows_table([line_of(x) for x in f.rows[:ROWS_IN_TEXT]]))
+        if len(f.rows) > ROWS_IN_TEXT:
+            out.append(f"<p>……共 {len(f.rows)} 行，其余各行见附件。</p>")
     if attachment:
         out.append(f"<p>附件“{esc(attachment)}”列出了全部未入库的行（个人信息已隐去）。</p>")
     out.append("<p>改正后重新上传即可，系统会在下一次导入时自动处理，并回复确认。<br>"
@@ -170,14 +172,14 @@ def problems_html(name: str, code: str, files: list[FileVersion], attachment: st
 
 
 def _rows_table(rows: list[Line]) -> str:
+    """One block per row (a list, not a wide table): a phone 375 px wide reads it without scrolling."""
     esc = html.escape
-    cells = "".join(
-        f"<tr><td>{esc(r.place)}</td><td>{esc(r.column or '整行')}</td><td>{esc(r.wrong)}"
+    items = "".join(
+        "<li style='margin:0 0 10px;padding:6px 8px;border-left:3px solid #c0392b;background:#fafafa'>"
+        f"<b>{esc(r.where)}</b><br>问题：{esc(r.wrong)}"
         + (f"<br><span style='color:#666'>填写的是“{esc(r.value)}”</span>" if r.value else "")
-        + f"</td><td>{esc(r.todo)}</td></tr>" for r in rows)
-    return ("<table style='border-collapse:collapse;width:100%;font-size:14px' border='1' cellpadding='4'>"
-            "<tr style='background:#f2f2f2'><th>位置</th><th>列</th><th>问题</th><th>怎么改</th></tr>"
-            f"{cells}</table>")
+        + f"<br>怎么改：{esc(r.todo)}</li>" for r in rows)
+    return f"<ol style='padding-left:20px;word-break:break-word'>{items}</ol>"
 
 
 def _page(body: str) -> str:

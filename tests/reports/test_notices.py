@@ -90,11 +90,8 @@ def corrected_canteen_file(scenario: Scenario, landing: Path, code: str, day: da
 
 
 @pytest.fixture(scope="module")
-def nights(server_url, local_dir, tmp_path_factory):
-    """Night D (messy), its notices twice; two canteens correct their files and D is re-run, notices twice;
-    nights D+1 and D+2 (messy, other reporters), their notices (D+2 twice)."""
-    wh = create_database(server_url, "gov_notices")
-    landing = tmp_path_factory.mktemp("landing")
+def relay(tmp_path_factory):
+    """The real SMTP sink behind Airflow's `smtp_default`, as the deployment's relay."""
     outbox = Outbox(tmp_path_factory.mktemp("outbox"))
     sink = smtp_sink.start(outbox.path)
     saved = os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT")
@@ -102,6 +99,22 @@ def nights(server_url, local_dir, tmp_path_factory):
         "conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
         "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "gov-data@taiyuan.example",
                   "timeout": 10, "retry_limit": 1}})
+    yield outbox
+    sink.stop()
+    if saved is None:
+        os.environ.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)
+    else:
+        os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = saved
+
+
+@pytest.fixture(scope="module")
+def nights(server_url, local_dir, tmp_path_factory, relay):
+    """Night D (messy), its notices twice; two canteens correct their files and D is re-run, notices twice;
+    nights D+1 and D+2 (messy, other reporters), their notices (D+2 twice)."""
+    wh = create_database(server_url, "gov_notices")
+    landing = tmp_path_factory.mktemp("landing")
+    outbox = relay
+    outbox.seen = len(list(outbox.path.glob("*.eml")))
     scenario = Scenario()
     out: dict = {"wh": wh, "scenario": scenario, "landing": landing, "eml_dir": outbox.path}
     try:
@@ -129,11 +142,6 @@ def nights(server_url, local_dir, tmp_path_factory):
         out["last_again"], out["last_again_mail"] = notices.send_notices(wh, D + timedelta(days=2)), outbox.new()
         yield out
     finally:
-        sink.stop()
-        if saved is None:
-            os.environ.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)
-        else:
-            os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = saved
         drop_database(wh)
 
 
@@ -277,6 +285,38 @@ def test_a_corrected_file_gets_the_received_reply_once(nights):
         assert loaded == [{"rows_loaded": rows, "rows_rejected": 0}]
     assert nights["reply"]["sent"] == {"received": 2}
     assert nights["reply_again"]["sent"] == {} and nights["reply_again_mail"] == []
+
+
+def test_a_held_file_is_noticed_once_and_its_release_gets_the_reply(fresh_warehouse, tmp_path, relay, monkeypatch):
+    """A shrunk re-delivery is held (ingest/holds.py); the canteen hears why, once; released, it loads."""
+    from ingest import decisions
+
+    wh, relay.seen = fresh_warehouse, len(list(relay.path.glob("*.eml")))
+    code = Scenario().canteens[0].code
+    path = tmp_path / "canteens" / D.isoformat() / f"{code}.csv"
+    messy.write_volume_csv(Scenario(), path, 40)
+    load(wh, tmp_path, D, ("canteens",))
+    assert notices.send_notices(wh, D)["sent"] == {} and relay.new() == []  # a clean file: no notice
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:13]), encoding="utf-8")  # header and 12 records: "the till exported the morning"
+    load(wh, tmp_path, D, ("canteens",))
+    [held] = q(wh, "select load_id, error from audit.load_ledger where status = 'held'")
+    assert held["error"].startswith("shrunk_redelivery:")
+    first = notices.send_notices(wh, D)
+    [msg] = relay.new()
+    assert msg["To"] == contacts()[code]["email"] and first["reasons"] == {"held:shrunk_redelivery": 1}
+    text = text_of(msg)
+    assert "暂未入库" in text and "原来已入库的版本继续使用" in text and "少了一半以上的记录" in text
+    load(wh, tmp_path, D, ("canteens",))  # the same held file again: a skipped duplicate, no second notice
+    assert notices.send_notices(wh, D)["sent"] == {} and relay.new() == []
+
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path))
+    with loader.connect(wh) as conn:
+        decisions.release(conn, held["load_id"], "only breakfast was served", by="数据管理员")
+    assert notices.send_notices(wh, D)["sent"] == {"received": 1}
+    [reply] = relay.new()
+    assert "已收到，已入库" in reply["Subject"] and f"{code}.csv：12 行全部入库" in text_of(reply)
+    assert notices.send_notices(wh, D)["sent"] == {} and relay.new() == []
 
 
 # ---------------------------------------------------------------- reporters that stopped sending

@@ -113,6 +113,10 @@ ROLE_BOUND = [
      "values ('r', 's', 'e', 'warn', true)", {C}),
     (f"insert into audit.summary_sends (service_date, recipient_key, scope_level, scope_code, message_id, subject) "
      f"values ('{DAY}', 'k', 'city', '140100', 'm', 's') on conflict do nothing", {R}),
+    ("insert into audit.notice_sends (reporter_code, source, service_date, kind, version, recipient, message_id, "
+     f"subject, noticed_on) values ('CT1', 'canteens', '{DAY}', 'problems', 'v', 'e', 'm', 's', '{DAY}') "
+     "on conflict do nothing", {R}),
+    ("update audit.notice_sends set status = status", {R}),
     ("select count(*) from raw.canteens_meals", {L, T, C}),
     ("select count(*) from audit.load_ledger", {L, T, C, P, R}),
     ("select count(*) from marts_candidate.m", {T, C, P}),

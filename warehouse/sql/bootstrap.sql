@@ -5,7 +5,7 @@
 --   gov_transformer  reads raw and audit, builds the dbt schemas (staging ... marts_candidate, seeds)
 --   gov_checker      reads raw, audit and the candidate marts, writes audit.dq_results (GX)
 --   gov_publisher    reads the candidate marts, writes marts and audit.publish_log
---   gov_reporter     reads marts (as a member of gov_bi_reader), seeds and audit, writes audit.summary_sends
+--   gov_reporter     reads marts (as a member of gov_bi_reader), seeds and audit, writes audit.summary_sends, audit.notice_sends
 --   gov_bi_reader    reads marts, nothing else (BI tools)
 -- raw and audit belong to gov_owner, a role nobody logs in as: no step can drop, alter or grant them.
 
