@@ -166,10 +166,47 @@ def _shape_like_a_scheduled_run(day: date) -> None:
     dagrun.get_or_create_dagrun = get_or_create_local_run
 
 
+def _write_task_logs() -> None:
+    """`airflow dags test` runs each task inside its own process and logs it to its output only: the UI's
+    log tab of a local run was empty. Each task's output is written where the UI reads task logs
+    (`[logging] base_log_folder` / `log_filename_template`), then copied to the run's own output."""
+    from airflow.configuration import conf
+    from airflow.sdk.execution_time import supervisor
+    from airflow.utils.helpers import parse_template_string, render_template
+
+    run_in_process = supervisor.run_task_in_process
+    _, template = parse_template_string(conf.get("logging", "log_filename_template"))
+    base = Path(conf.get("logging", "base_log_folder"))
+
+    def run_with_log_file(ti, task, client=None):
+        path = base / render_template(template, {"ti": ti, "try_number": ti.try_number}, native=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        try:
+            with path.open("ab") as log:  # tasks run one at a time here: the process's output is the task's
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                return run_in_process(ti=ti, task=task, client=client)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sys.stdout.buffer.write(path.read_bytes())
+            sys.stdout.flush()
+
+    supervisor.run_task_in_process = run_with_log_file
+
+
 def _dags_test_main(dag_id: str, day: date) -> None:
     from airflow.__main__ import main
 
     _shape_like_a_scheduled_run(day)
+    _write_task_logs()
     sys.argv = ["airflow", "dags", "test", dag_id, logical_date_for(day).isoformat(),
                 "--conf", json.dumps({"service_date": day.isoformat()})]
     main()
