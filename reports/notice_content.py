@@ -11,6 +11,7 @@ from datetime import date
 
 from reports.notice_rules import (
     COLUMN_NAMES,
+    COLUMNS_BY_SOURCE,
     FEED_FILE_TYPES,
     FEED_NAMES,
     column_name,
@@ -201,7 +202,8 @@ def rejected_rows_xlsx(files: list[FileVersion]) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "未入库的行"
-    fields = [k for k in COLUMN_NAMES if any(k in (x.get("raw_record") or {}) for f in files for x in f.rows)]
+    order = [k for f in files for k in COLUMNS_BY_SOURCE[f.source]]
+    fields = [k for k in dict.fromkeys(order) if any(k in (x.get("raw_record") or {}) for f in files for x in f.rows)]
     ws.append(["文件", "工作表", "行号", "列", "问题", "怎么改", "填写的内容", "原因代码"]
               + [COLUMN_NAMES[k] for k in fields])
     for f in files:

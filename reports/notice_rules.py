@@ -11,23 +11,27 @@ from __future__ import annotations
 FEED_NAMES = {"streets": "街道小区台账", "canteens": "社区食堂就餐流水", "assistance": "帮代办点工单事件"}
 FEED_FILE_TYPES = {"streets": ".xlsx", "canteens": ".csv", "assistance": ".jsonl"}
 
-COLUMN_NAMES = {
-    # streets (街道小区台账)
+STREET_COLUMNS = {
     "compound_code": "小区编码", "name": "小区名称", "community_code": "所属社区", "households": "户数",
     "building_area_m2": "建筑面积(㎡)", "buildings": "楼栋数", "property_mode": "物业服务方式",
     "property_company": "物业企业", "subsidy_start_month": "过渡补贴起始月", "party_org_type": "党组织类型",
     "party_org_since": "党组织成立日期", "owners_committee": "业委会/物管会", "building_heads": "楼栋长数",
     "unit_heads": "单元长数", "service_station": "党群服务站",
-    # canteens (食堂就餐流水)
+}
+CANTEEN_COLUMNS = {
     "record_id": "流水号", "canteen_code": "食堂编码", "served_at": "就餐时间", "meal": "餐次",
     "diner_category": "人群类别", "diner_card": "就餐卡号", "age": "年龄", "price_yuan": "实付金额",
     "subsidy_yuan": "补贴金额", "payment_method": "支付方式",
-    # assistance points (帮代办点工单事件)
+}
+POINT_COLUMNS = {
     "service_request_id": "工单号", "point_code": "帮代办点编码", "event": "事件", "event_at": "事件时间",
-    "service_code": "事项类别", "channel": "渠道", "handler": "办理人", "agency_responsible": "责任部门",
+    "service_code": "事项类别", "channel": "渠道", "compound_code": "小区编码", "handler": "办理人",
+    "agency_responsible": "责任部门",
     "people_served": "服务人次", "satisfaction": "满意度", "requester_name": "姓名", "requester_phone": "电话",
     "requester_id_number": "身份证号", "status_notes": "备注",
 }
+COLUMNS_BY_SOURCE = {"streets": STREET_COLUMNS, "canteens": CANTEEN_COLUMNS, "assistance": POINT_COLUMNS}
+COLUMN_NAMES = {**STREET_COLUMNS, **CANTEEN_COLUMNS, **POINT_COLUMNS}
 
 # Never shown, not even hashed: personal fields, and free text (a resident's words may name people).
 PERSONAL_COLUMNS = frozenset({"diner_card", "requester_name", "requester_phone", "requester_id_number",

@@ -319,6 +319,35 @@ def test_a_held_file_is_noticed_once_and_its_release_gets_the_reply(fresh_wareho
     assert notices.send_notices(wh, D)["sent"] == {} and relay.new() == []
 
 
+def test_a_refusing_relay_withdraws_the_claims_and_the_retry_sends(fresh_warehouse, tmp_path, relay, monkeypatch):
+    wh, relay.seen = fresh_warehouse, len(list(relay.path.glob("*.eml")))
+    code = Scenario().canteens[1].code
+    path = tmp_path / "canteens" / D.isoformat() / f"{code}.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # a 0-byte .csv: quarantined (empty_file)
+    load(wh, tmp_path, D, ("canteens",))
+    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
+    closed = smtp_sink._free_port("127.0.0.1")  # nothing listens there: connection refused
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", working.replace(f'"port": {json.loads(working)["port"]}',
+                                                                    f'"port": {closed}'))
+    with pytest.raises(RuntimeError, match="refused 1 notices"):
+        notices.send_notices(wh, D)
+    assert q(wh, "select * from audit.notice_sends") == []  # nothing claimed stays behind
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", working)
+    assert notices.send_notices(wh, D)["reasons"] == {"quarantined:empty_file": 1}
+    [msg] = relay.new()
+    assert msg["To"] == contacts()[code]["email"] and "文件是空的" in text_of(msg)
+
+
+def test_a_refused_copy_is_told_to_the_reporter_whose_code_it_carries():
+    book = contacts()
+    code = Scenario().canteens[0].code
+    for name in (f"{code} (1)", f"{code}_副本", f"{code} - 副本"):
+        assert notices.contact_of(name, book)["reporter_code"] == code
+    for name in ("C", f"{code}9", code[:-1]):
+        assert notices.contact_of(name, book) is None
+
+
 # ---------------------------------------------------------------- reporters that stopped sending
 
 
