@@ -206,3 +206,13 @@ def send_summary(wh: ConnInfo, day: str) -> list[str]:
     from reports.send import send_summaries
 
     return send_summaries(wh, day, publish_outcome(wh, [day]))
+
+
+def send_notices(wh: ConnInfo, day: str) -> dict:
+    """Tell every reporter whose file of `day` had problems (and those whose corrected file loaded, or whose
+    file is missing): reports/notices.py; the send ledger keeps a re-run from mailing anyone twice."""
+    from reports.notices import send_notices as notify
+
+    summary = notify(wh, day)
+    log.info("reporters' notices: %s", json.dumps(summary, ensure_ascii=False))
+    return summary
