@@ -61,6 +61,7 @@ class FastBatchEncoder:
         """Rows `first_row`, `first_row + 1`, ... given as columns of UTF-8 bytes, one per source column;
         with `tail` (csv_batches.Batch), the columns before `spec.tail_start` and each row's tail."""
         bad: set[int] = set()
+        # with a tail, `columns` stops at spec.tail_start: the columns after it are the tail's
         out = [fast.encode(values, bad) for fast, values in zip(self.columns, columns, strict=False)]
         if tail is not None:
             out.append(self._tails.column(tail, lambda t: self._encode_tail(t, len(columns)), bad))

@@ -35,11 +35,10 @@ def nfkc(value: object) -> object:
 # reads it first: `to_enum` and `to_bool` apply this rule only to what their code list does not know.
 PLACEHOLDERS = frozenset({"-", "--", "---", "/", "//", "\\", "—", "——", "–", "无", "空", "暂无", "n/a"})
 PLACEHOLDER_LENGTH = max(map(len, PLACEHOLDERS))
-# the ASCII ones in every case of their letters, as text and as bytes: for the encoder's column-wise fast
-# paths (ingest.feeds), which pass plain ASCII text on without calling `to_text`
-ASCII_PLACEHOLDERS = frozenset("".join(chars) for p in PLACEHOLDERS if p.isascii()
-                               for chars in itertools.product(*({c.lower(), c.upper()} for c in p)))
-ASCII_PLACEHOLDER_BYTES = frozenset(p.encode() for p in ASCII_PLACEHOLDERS)
+# the ASCII ones in every case of their letters, as bytes: for the encoder's column-wise fast path
+# (ingest.copy_fast), which passes plain ASCII text on without calling `to_text`
+ASCII_PLACEHOLDER_BYTES = frozenset("".join(chars).encode() for p in PLACEHOLDERS if p.isascii()
+                                    for chars in itertools.product(*({c.lower(), c.upper()} for c in p)))
 
 
 def is_placeholder(text: object) -> bool:
