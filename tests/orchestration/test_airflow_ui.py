@@ -1,6 +1,6 @@
 """What a data engineer sees in `make airflow` after `make run`, read through Airflow's REST API (v2) of the
 processes `gov-warehouse airflow` starts: the project's DAGs without import errors, a local run that
-lasted as long as it really ran and names its service day, the DAGs paused as the README says (and the
+lasted as long as it really ran, names its service day and has its tasks' logs, the DAGs paused as the README says (and the
 printed command unpauses them), and the UI page setting Asia/Shanghai as the browser's default zone."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _wait_for(api: Api, proc: subprocess.Popen, log: Path, deadline: float) -> N
 
 @pytest.fixture(scope="module")
 def local_airflow(server_url, tmp_path_factory):
-    """`make run` for the ingest of one generated night (timed by the test), then `gov-warehouse airflow`
+    """`make run`'s ingest of one generated night (timed by the test), then `gov-warehouse airflow`
     (what `make airflow` runs) on the same Airflow home, logged in as the printed admin."""
     from scenario.generator import Scenario
     from warehouse.bootstrap import bootstrap
@@ -80,7 +80,8 @@ def local_airflow(server_url, tmp_path_factory):
         mp.setenv(name, value)
     for name in ("AIRFLOW_HOME", "AIRFLOW_CONN_SMTP_DEFAULT"):
         mp.delenv(name, raising=False)
-    Scenario().write_night(DAY, tmp / "landing")
+    # the streets feed alone (45 files): a real night's load through Airflow, kept short for the suite
+    Scenario().write_night(DAY, tmp / "landing", feeds=("streets",))
     env = airflow_local.airflow_env(None)
     airflow_local.migrate(env)
     before = datetime.now(UTC)
@@ -143,6 +144,14 @@ def test_a_local_run_lasts_as_long_as_it_ran_and_names_its_service_day(local_air
     assert _when(run["logical_date"]) == _when(run["run_after"]) == slot
     assert run["conf"] == {"service_date": "2023-11-07"}
     assert "Service day 2023-11-07" in run["note"]
+
+
+def test_a_local_run_s_task_logs_are_in_the_ui(local_airflow):
+    api, _, _ = local_airflow
+    logs = api.get(f"/api/v2/dags/{airflow_local.INGEST_DAG}/dagRuns/local__{DAY}/taskInstances/service_day/logs/1")
+    events = [line.get("event", "") if isinstance(line, dict) else line for line in logs["content"]]
+    # the task returns the service day it worked out from the run (steps.service_day)
+    assert any("Returned value was: 2023-11-07" in e for e in events), events[-20:]
 
 
 def test_dags_start_paused_and_the_printed_command_unpauses_them(local_airflow):
