@@ -30,10 +30,10 @@ from warehouse.settings import gx_dir
 
 SITE = "data_docs"
 SOURCE = "warehouse"
-# the index lists the most recent results only (each row is one suite of one night, about 35 a night): every
-# index build reads each listed result back from the store, so an unbounded index would grow slower nightly;
-# older pages stay on the site
-INDEX_LIMIT = 400
+# the index lists the most recent results only (a row per suite and night, about 35 a night: a week's worth).
+# UpdateDataDocsAction rebuilds the index after each result, reading every listed result back from the store,
+# so an unbounded index would make each night slower than the last; older pages stay on the site
+INDEX_LIMIT = 250
 
 
 class AtomicFilesystemStoreBackend(TupleFilesystemStoreBackend):
@@ -95,9 +95,7 @@ def ephemeral_context() -> Any:
         "store_backend": _filesystem(data_docs_dir()),
         "site_index_builder": {"class_name": SharedSiteIndexBuilder.__name__, "module_name": __name__,
                                "validation_results_limit": INDEX_LIMIT},
-        # suites live in memory, one process's at a time: an expectations section would list (and each build
-        # would prune the site to) only this task's suites. Each validation page shows its suite as it ran.
-        "site_section_builders": {"expectations": "None", "profiling": "None"},
+        "site_section_builders": {"profiling": "None"},
     }
     config = DataContextConfig(store_backend_defaults=defaults, stores=stores, data_docs_sites={SITE: site},
                                analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False))

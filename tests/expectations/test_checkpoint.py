@@ -63,14 +63,16 @@ def stored(wh, run_id: str, day: date | None = None) -> Counter:
     return Counter(rows)
 
 
-def index_rows(docs: Path) -> list[tuple[str, str, str]]:
-    """(run name, suite, page link) of every validation the site's index lists (one table row each)."""
+def index_rows(docs: Path) -> list[tuple[str, str, str, str]]:
+    """(run name, suite, result page, suite page) of every validation the site's index lists (a table row each)."""
     page = (docs / "index.html").read_text(encoding="utf-8")
     out = []
     for row in page.split("{'validation_success'")[1:]:
         field = {k: re.search(rf"'{k}': '([^']*)'", row).group(1)
                  for k in ("run_name", "_expectation_suite_name_sort", "_table_row_link_path")}
-        out.append((field["run_name"], field["_expectation_suite_name_sort"], field["_table_row_link_path"]))
+        suite_page = re.search(r'href="(expectations/[^"]*)"', row).group(1)
+        out.append((field["run_name"], field["_expectation_suite_name_sort"], field["_table_row_link_path"],
+                    suite_page))
     return out
 
 
@@ -95,8 +97,9 @@ def test_one_data_docs_run_per_night_under_the_run_id_even_after_a_retry(night):
     steps.validate_raw(night, DAY.isoformat(), run_id=run_id)
     steps.validate_raw(night, DAY.isoformat(), run_id=run_id)  # Airflow's retry of the same task
     listed = [row for row in index_rows(docs_dir()) if row[0] == run_id]
-    assert sorted(suite for _, suite, _ in listed) == sorted(suites)  # once each, not twice
-    assert all((docs_dir() / unquote(link)).is_file() for *_, link in listed)
+    assert sorted(suite for _, suite, *_ in listed) == sorted(suites)  # once each, not twice
+    # every row's result page and suite page are on the site
+    assert all((docs_dir() / unquote(link)).is_file() for row in listed for link in row[2:])
     assert stored(night, run_id) == declared(raw_suites(DAY.isoformat()))  # the retry replaced, not added
     assert steps._data_docs() == docs_dir() / "index.html"
 
@@ -148,7 +151,7 @@ def test_two_machines_share_one_site_without_a_lock(night, tmp_path):
     steps.validate_raw(night, DAY.isoformat(), run_id="next_night")
     listed = index_rows(docs_dir())
     for n in (1, 2):
-        assert sorted(s for run, s, _ in listed if run == f"machine{n}__run") == suites
+        assert sorted(s for run, s, *_ in listed if run == f"machine{n}__run") == suites
     shared = Path(os.environ["GOV_GX_DIR"])
     assert [p for p in shared.rglob("*") if p.is_file() and marker.encode() in p.read_bytes()] == []
     assert list(tmp_path.rglob("great_expectations.yml")) == []  # neither machine wrote a GX project
