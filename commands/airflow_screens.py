@@ -6,7 +6,8 @@ Runs the watchdog for the day after the demo's night (not published, so its chec
 showing), starts `gov-warehouse airflow` (what `make airflow` runs) on a free port, logs in as the printed
 admin and drives headless Chromium over the DevTools protocol: the DAG list, gov_publish's grid with the
 dbt task group open, the failed check's log, the `marts` asset. The browser's zone is left to the UI's
-default (orchestration/airflow_ui.py), so the pictures show what a first visit shows.
+default (orchestration/airflow_ui.py), so the pictures show what a first visit shows. File paths on
+the pages (a traceback's) are shown relative to the checkout.
 """
 
 from __future__ import annotations
@@ -114,6 +115,12 @@ class Page:
     async def shoot(self, url: str, out: Path, settle_s: float = 8.0) -> Path:
         await self.call("Page.navigate", url=url)
         await asyncio.sleep(settle_s)  # the UI is a JS app: its data arrives after the load event
+        # file paths in logs and tracebacks are shown relative to the checkout, as they read on any machine
+        root = json.dumps(f"{settings.REPO_ROOT}/")
+        await self.call("Runtime.evaluate", expression=(
+            "(() => { const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT); let n;"
+            f" while ((n = w.nextNode())) if (n.nodeValue.includes({root}))"
+            f" n.nodeValue = n.nodeValue.split({root}).join(''); }})()"))
         shot = await self.call("Page.captureScreenshot", format="png")
         out.write_bytes(base64.b64decode(shot["data"]))
         print(out)
