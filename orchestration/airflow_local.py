@@ -167,9 +167,9 @@ def _shape_like_a_scheduled_run(day: date) -> None:
 
 
 def _write_task_logs() -> None:
-    """`airflow dags test` runs each task inside its own process and logs it to its output only: the UI's
-    log tab of a local run was empty. Each task's output is written where the UI reads task logs
-    (`[logging] base_log_folder` / `log_filename_template`), then copied to the run's own output."""
+    """`airflow dags test` runs each task inside its own process and only prints its log: the UI's log tab of a
+    local run was empty. Each task's output is written where the UI reads task logs (`[logging]
+    base_log_folder` / `log_filename_template`), then copied to the run's own output."""
     from airflow.configuration import conf
     from airflow.sdk.execution_time import supervisor
     from airflow.utils.helpers import parse_template_string, render_template
@@ -177,15 +177,19 @@ def _write_task_logs() -> None:
     run_in_process = supervisor.run_task_in_process
     _, template = parse_template_string(conf.get("logging", "log_filename_template"))
     base = Path(conf.get("logging", "base_log_folder"))
+    written: set[Path] = set()  # a re-run of the day replaces its run, and the log of each try
 
     def run_with_log_file(ti, task, client=None):
         path = base / render_template(template, {"ti": ti, "try_number": ti.try_number}, native=False)
         path.parent.mkdir(parents=True, exist_ok=True)
+        offset = path.stat().st_size if path in written else 0
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
         try:
-            with path.open("ab") as log:  # tasks run one at a time here: the process's output is the task's
+            # tasks run one at a time here: while one runs, the process's output is its log
+            with path.open("ab" if path in written else "wb") as log:
+                written.add(path)
                 os.dup2(log.fileno(), 1)
                 os.dup2(log.fileno(), 2)
                 return run_in_process(ti=ti, task=task, client=client)
@@ -196,7 +200,9 @@ def _write_task_logs() -> None:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-            sys.stdout.buffer.write(path.read_bytes())
+            with path.open("rb") as log:
+                log.seek(offset)
+                sys.stdout.buffer.write(log.read())
             sys.stdout.flush()
 
     supervisor.run_task_in_process = run_with_log_file
