@@ -18,6 +18,7 @@ not list, which, between its two listings, may be a page another machine has jus
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ class AtomicFilesystemStoreBackend(TupleFilesystemStoreBackend):
             key = key.to_tuple()
         target = Path(self.full_base_directory) / self._convert_key_to_filepath(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        # a name no other writer uses (process ids repeat across machines and containers)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         partial.write_bytes(value.encode("utf-8") if isinstance(value, str) else value)
         partial.replace(target)  # atomic within one directory, on a local disk and on NFS alike
         return str(target)
