@@ -114,7 +114,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         print("load ledger: " + ", ".join(f"{s} {n}" for s, n in loads))
     outbox = sorted(settings.outbox_dir().glob("*.eml"))
     print(f"emails:      {len(outbox)} in {settings.outbox_dir()}" + (f" (latest: {outbox[-1]})" if outbox else ""))
-    docs = settings.local_dir() / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = settings.gx_dir() / "data_docs" / "index.html"
     if docs.exists():
         print(f"Data Docs:   file://{docs}")
     print("Airflow UI:  `make airflow`, then http://localhost:8080 (times in Asia/Shanghai; the runs of "
