@@ -14,7 +14,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 export GX_ANALYTICS_ENABLED := False
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: help setup warehouse generate run demo stop test test-fast lint airflow screenshots clean reconcile
+.PHONY: help setup warehouse generate run demo stop test test-fast lint airflow screenshots clean reconcile docs
 
 help:
 	@echo "make demo                  set up, generate one night ($(DAY)), run it through Airflow, show where to look"
@@ -22,6 +22,7 @@ help:
 	@echo "make run DAY=…             run the nightly DAG through Airflow over LANDING_DIR for that day"
 	@echo "make warehouse | stop      start (and print the URL of) / stop the embedded PostgreSQL"
 	@echo "make airflow               run Airflow locally (UI on http://localhost:8080; the DAGs start paused)"
+	@echo "make docs                  serve the dbt docs and the Data Docs on http://localhost:8081 (the emails link there)"
 	@echo "make screenshots           make demo, then re-take the README's Airflow UI pictures (docs/screenshots/)"
 	@echo "make test                  the whole test suite (TEST_DATABASE_URL or the embedded server)"
 	@echo "make test-fast             the unit tier (-m unit): readers, normalisation, PII, layout (no PostgreSQL, no Airflow)"
@@ -54,6 +55,9 @@ demo: setup
 
 stop: setup
 	@$(VENV)/bin/gov-warehouse stop
+
+docs: setup
+	$(VENV)/bin/gov-warehouse docs
 
 airflow: setup
 	$(VENV)/bin/gov-warehouse airflow

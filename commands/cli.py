@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from warehouse import connections, settings
+from warehouse.settings import DOCS_PORT
 
 
 def _days(start: str, end: str | None) -> list[date]:
@@ -120,8 +121,29 @@ def cmd_report(args: argparse.Namespace) -> None:
     print("Airflow UI:  `make airflow`, then http://localhost:8080 (times in Asia/Shanghai; the runs of "
           "`make run` are named local__<service day>)")
     dbt_docs = settings.local_dir() / "dbt_target" / "index.html"
-    if dbt_docs.exists():
-        print(f"dbt docs:    file://{dbt_docs}  (or: cd dbt_project && dbt docs serve --target-path {dbt_docs.parent})")
+    if dbt_docs.exists() or docs.exists():
+        print(f"docs:        `make docs`, then http://localhost:{DOCS_PORT}/dbt-docs/ and /data-docs/")
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    """Serve the dbt docs and the Data Docs over http until interrupted (the email's links point here)."""
+    import time
+
+    from expectations.gx_context import data_docs_dir
+    from orchestration import docs_site
+
+    dbt_docs = settings.local_dir() / "dbt_target"
+    if not (dbt_docs / "index.html").exists():
+        _dbt_docs()
+    server = docs_site.serve(dbt_docs, data_docs_dir(), port=args.port, host=args.bind)
+    base = f"http://localhost:{server.server_address[1]}"
+    print(f"dbt docs:    {base}/dbt-docs/\nData Docs:   {base}/data-docs/\n(the summaries of `make run` link here: "
+          f"GOV_DOCS_BASE_URL={base}; Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
 
 
 def cmd_airflow(args: argparse.Namespace) -> None:
@@ -246,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate` after the run")
     sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
     sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
+    d = sub.add_parser("docs", help="serve the dbt docs and the Data Docs on http://localhost:PORT (make docs)")
+    d.add_argument("--port", type=int, default=DOCS_PORT)
+    d.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: this machine only)")
     rc = sub.add_parser("reconcile", help="generate and load a period (default: the programme period) into a "
                                           "database of its own, build, print published vs warehouse figures; "
                                           "exit 1 on any mismatch")
@@ -270,5 +295,5 @@ def main(argv: list[str] | None = None) -> None:
 
         args.seed = DEFAULT_SEED
     {"warehouse": cmd_warehouse, "stop": cmd_stop, "generate": cmd_generate, "run": cmd_run,
-     "report": cmd_report, "airflow": cmd_airflow, "dbt-manifest": cmd_dbt_manifest,
+     "report": cmd_report, "airflow": cmd_airflow, "docs": cmd_docs, "dbt-manifest": cmd_dbt_manifest,
      "reconcile": cmd_reconcile, "release": cmd_release, "reject": cmd_reject}[args.command](args)

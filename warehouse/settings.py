@@ -14,6 +14,7 @@ DAGS_DIR = REPO_ROOT / "dags"
 SERVICE_TZ = "Asia/Shanghai"  # schedules, service days and emails are Shanghai time
 TZ = ZoneInfo(SERVICE_TZ)
 WAREHOUSE_DB = "gov_warehouse"
+DOCS_PORT = 8081  # `make docs` serves the dbt docs and Data Docs here; local runs' summaries link here
 FEEDS = ("streets", "canteens", "assistance")
 
 

@@ -44,3 +44,20 @@ def test_both_sites_are_served_and_nothing_else(tmp_path):
         assert get(f"{base}/data-docs/missing.html")[0] == 404
     finally:
         server.shutdown()
+
+
+def test_the_summary_links_to_the_served_docs(tmp_path, monkeypatch):
+    from reports.send import doc_links
+
+    for site in ("dbt_target", "data_docs"):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "index.html").write_text(f"<title>{site}</title>", encoding="utf-8")
+    server = docs_site.serve(tmp_path / "dbt_target", tmp_path / "data_docs", port=0)
+    monkeypatch.setenv("GOV_DOCS_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        links = doc_links({"data_docs": str(tmp_path / "data_docs" / "index.html")})
+        assert len(links) == 2 and all(url.startswith("http://") for url in links.values()), links
+        pages = {get(url)[1] for url in links.values()}
+        assert pages == {"<title>dbt_target</title>", "<title>data_docs</title>"}
+    finally:
+        server.shutdown()
