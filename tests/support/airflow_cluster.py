@@ -95,6 +95,9 @@ class AirflowCluster:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            # Airflow's async engine would default to asyncpg for a postgresql URL; psycopg 3 (the driver
+            # installed) serves both the sync and the async engine
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": self.metadata_url,
             "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
             # Celery's database result backend through SQLAlchemy with psycopg 3 (the only driver installed)
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url,
