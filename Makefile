@@ -67,8 +67,7 @@ airflow: setup
 screenshots: demo
 	$(PY) -m commands.airflow_screens --day $(DAY) --out docs/screenshots
 
-test: setup
-	$(PY) -m ruff check .
+test: lint
 	$(PY) -m pytest --durations=25
 
 # The unit tier (tests marked `unit`): pure functions of the readers, feeds, normalisation, PII handling,
@@ -84,8 +83,11 @@ TO ?= 2023-10-31
 reconcile: setup
 	$(VENV)/bin/gov-warehouse reconcile --from $(FROM) --to $(TO)
 
+# ruff over the Python (with its Airflow rules), sqlfluff over the dbt SQL (.sqlfluff: jinja templater, no warehouse)
+SQL_DIRS := dbt_project/models dbt_project/macros dbt_project/tests dbt_project/snapshots
 lint: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/sqlfluff lint --processes 2 $(SQL_DIRS)
 
 clean: stop
 	rm -rf .local/landing .local/outbox .local/airflow .local/gx .local/dbt_target .local/logs

@@ -106,5 +106,5 @@ select
         as needs_programme_period,
     (select service_date from latest) as registry_as_of
 from {{ ref('published_figures') }} as p
-inner join expressed as e using (figure_key)
+inner join expressed using (figure_key)  -- only the figures the data can express
 left join warehouse as w using (figure_key, scope_code)

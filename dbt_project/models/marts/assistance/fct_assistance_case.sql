@@ -28,9 +28,10 @@ select
     escalated,
     resolved_in_grid,
     agency_responsible,
+    handler,
     dept_response_hours,
     satisfaction
 from {{ ref('int_assistance__cases') }}
 {% if nightly() -%}
-where service_request_id = any (array({{ cases_touched_tonight() }}))
+where service_request_id = any(array({{ cases_touched_tonight() }}))
 {%- endif %}
