@@ -87,7 +87,7 @@ reconcile: setup
 SQL_DIRS := dbt_project/models dbt_project/macros dbt_project/tests dbt_project/snapshots
 lint: setup
 	$(PY) -m ruff check .
-	$(VENV)/bin/sqlfluff lint --processes 2 $(SQL_DIRS)
+	$(VENV)/bin/sqlfluff lint $(SQL_DIRS)
 
 clean: stop
 	rm -rf .local/landing .local/outbox .local/airflow .local/gx .local/dbt_target .local/logs
