@@ -29,13 +29,6 @@ def cutoff(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), TZ)
 
 
-def _has_handler(conn: psycopg.Connection) -> bool:
-    """The case's handler (承办) is not in the published fact yet; read it once the mart has it."""
-    return conn.execute(
-        "select exists (select 1 from information_schema.columns where table_schema = 'marts' "
-        "and table_name = 'fct_assistance_case' and column_name = 'handler')").fetchone()["exists"]
-
-
 def communities(conn: psycopg.Connection, street_code: str, day: date) -> list[dict]:
     """Per community of the street: received, resolved and open cases, and the overnight cohort."""
     return conn.execute(
@@ -59,10 +52,9 @@ def communities(conn: psycopg.Connection, street_code: str, day: date) -> list[d
 
 def overdue_cases(conn: psycopg.Connection, street_code: str, day: date) -> list[dict]:
     """Open at the cut-off and received before the service day, longest open first."""
-    handler = "c.handler" if _has_handler(conn) else "null::text"
     return conn.execute(
         f"""select c.service_request_id, c.service_code, k.compound_name, c.received_at, c.escalated,
-                   c.agency_responsible, {handler} as handler,
+                   c.agency_responsible, c.handler,
                    floor(extract(epoch from (%(cut)s - c.received_at)) / 3600)::int as hours_open
             from marts.fct_assistance_case c left join marts.dim_compound k using (compound_code)
             where c.street_code = %(street)s and {CASE_COUNTS}

@@ -111,8 +111,20 @@ def open_at_cutoff(c: dict) -> bool:
     return not [t for t in done if t < CUTOFF]
 
 
+def handlers(published) -> dict[tuple, str]:
+    """Per case: the handler (a role) of its latest loaded event that names one."""
+    latest: dict[tuple, tuple] = {}
+    for n in published["nights"].values():
+        for e in n.events:
+            key = (e["point_code"], e["service_request_id"])
+            if e.get("handler") and (key not in latest or e["event_at"] > latest[key][0]):
+                latest[key] = (e["event_at"], e["handler"])
+    return {k: h for k, (_, h) in latest.items()}
+
+
 def expected_overdue(published, street: str) -> list[tuple]:
     names = {k.code: k.name for k in published["scenario"].compounds}
+    handler = handlers(published)
     out = []
     for (point, sr), c in cases(published).items():
         received = at(c.get("received"))
@@ -121,7 +133,7 @@ def expected_overdue(published, street: str) -> list[tuple]:
         esc = c.get("escalated") if c.get("escalated") and at(c["escalated"]) < CUTOFF else None
         out.append((received, point, sr, int((CUTOFF - received).total_seconds() // 3600),
                     c["received"]["service_code"], names[c["received"]["compound_code"]],
-                    esc["agency_responsible"] if esc else "未吹哨"))
+                    handler.get((point, sr), "—"), esc["agency_responsible"] if esc else "未吹哨"))
     return [o[2:] for o in sorted(out)]
 
 
@@ -171,11 +183,11 @@ def test_street_email_lists_exactly_the_open_cases_past_the_overnight_mark(publi
     got = []
     for what, who in cards:
         hours, category, compound = re.fullmatch(r"  已 (\d+) 小时 · (.+) · (.+)", what).groups()
-        sr, dept = re.fullmatch(r"    编号 (\S+) · 受理 .+ · 承办 .+ · 吹哨部门 (.+)", who).groups()
-        got.append((sr, int(hours), category, compound, dept))
+        sr, handler, dept = re.fullmatch(r"    编号 (\S+) · 受理 .+ · 承办 (.+) · 吹哨部门 (.+)", who).groups()
+        got.append((sr, int(hours), category, compound, handler, dept))
     assert got == expected
     html = html_of(msg)
-    for sr, hours, category, compound, _dept in expected:
+    for sr, hours, category, compound, _handler, _dept in expected:
         assert sr in html and f"已 {hours} 小时 · {category} · {compound}" in html
 
 

@@ -10,6 +10,8 @@
 -- escalated           小区吹哨、部门报到: escalated to a government department
 -- resolved_in_grid    小事不出格: resolved, and never escalated
 -- dept_response_hours hours from escalation to the department's resolution
+-- handler             who handles the case now: the handler (a role: 党员, 网格员, 物业, 社工, 部门) of its latest
+--                     event that names one
 -- A case whose 'received' event predates the warehouse's history still has a row (received_at null),
 -- so that its resolution counts on the day it happens.
 -- One pass (a single GROUP BY over the events view) so that a filter on service_request_id reaches
@@ -31,7 +33,8 @@ with cases as (
         min(event_at) filter (where event in ('resolved', 'dept_resolved')) as resolved_at,
         max(event_at) filter (where event = 'closed') as closed_at,
         (array_agg(satisfaction order by event_at desc) filter (where event = 'closed'))[1] as satisfaction,
-        (array_agg(agency_responsible order by event_at) filter (where event = 'escalated'))[1] as agency_responsible
+        (array_agg(agency_responsible order by event_at) filter (where event = 'escalated'))[1] as agency_responsible,
+        (array_agg(handler order by event_at desc) filter (where handler is not null))[1] as handler
     from {{ ref('stg_assistance__case_events') }}
     group by point_code, service_request_id
 )
@@ -55,6 +58,7 @@ select
     c.closed_at,
     c.satisfaction,
     c.agency_responsible,
+    c.handler,
     c.escalated_at is not null as escalated,
     c.resolved_at is not null and c.escalated_at is null as resolved_in_grid,
     round((extract(epoch from c.resolved_at - c.received_at) / 3600.0)::numeric, 2) as hours_to_resolve,
