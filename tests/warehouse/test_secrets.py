@@ -23,6 +23,7 @@ import pytest
 from ingest import loader
 from scenario.generator import Scenario
 from tests.conftest import create_database, drop_database
+from tests.support.airflow_home import seed_home
 from warehouse import connections, conninfo, credentials, settings
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +63,7 @@ class ConnectionWatch(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def night(server_url, tmp_path_factory):
+def night(server_url, tmp_path_factory, airflow_db_template):
     markers = {"admin": f"AdminPw-{uuid.uuid4().hex}", "pii_key": f"PiiKey-{uuid.uuid4().hex}"}
     markers |= {role: f"Pw-{role}-{uuid.uuid4().hex[:12]}" for role in connections.ROLE_PASSWORD_ENV}
     info = create_database(server_url, "gov_secrets")
@@ -73,6 +74,8 @@ def night(server_url, tmp_path_factory):
            "AIRFLOW_HOME": str(local / "airflow"), "GOV_TASK_RETRIES": "0",
            **{var: markers[role] for role, var in connections.ROLE_PASSWORD_ENV.items()}}
     Scenario().write_night(DAY, local / "landing")
+    # Airflow's metadata schema from the session's template; the run makes everything else it writes
+    seed_home(airflow_db_template, local / "airflow")
     from warehouse.bootstrap import bootstrap
 
     bootstrap(info)
