@@ -7,8 +7,10 @@ in `params` and handed to psycopg, to GX (through the SQLAlchemy URL) and to dbt
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, make_url
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DRIVER = "postgresql+psycopg"
 
@@ -51,6 +53,9 @@ class ConnInfo:
         return make_conninfo(**fixed, **dict(self.params))
 
     def url(self) -> URL:
+        # imported here: the loader and the readers never need SQLAlchemy (12 MB at import)
+        from sqlalchemy.engine import URL
+
         query = dict(self.params)
         host: str | None = self.host
         port: int | None = self.port
@@ -81,6 +86,8 @@ class ConnInfo:
 
 def parse_url(url: str) -> ConnInfo:
     """Parse a SQLAlchemy/libpq URL (TCP, or a socket directory as `?host=/socket/dir`), keeping its parameters."""
+    from sqlalchemy.engine import make_url
+
     u = make_url(url)
     query = {k: v if isinstance(v, str) else v[-1] for k, v in u.query.items()}
     host = query.pop("host", None) or u.host or "localhost"
