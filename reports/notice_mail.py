@@ -1,21 +1,15 @@
-"""Building and handing a reporters' notice to the relay, through the same Airflow connection
-(`smtp_default`) as the morning summary (reports/send.py; these few lines are copied from there so
-that the notices do not depend on the summary's module)."""
+"""Building a reporters' notice; reports/mail.py hands it to the relay, as it does the morning summary."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate
 
-SMTP_CONN_ID = "smtp_default"
-DEFAULT_FROM = "社区治理数据平台 <gov-data@taiyuan.example>"
+from reports.mail import DEFAULT_FROM
+
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-# errors after which the relay holds nothing of the message: the claim can be withdrawn
-REFUSED = (ConnectionRefusedError, smtplib.SMTPConnectError, smtplib.SMTPHeloError, smtplib.SMTPAuthenticationError,
-           smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
 
 
 def message_id(kind: str, service_date: str, key: str) -> str:
@@ -42,12 +36,3 @@ def build(to: str, subject: str, text: str, html: str, msg_id: str, headers: dic
         name, data = attachment
         msg.add_attachment(data, maintype=XLSX[0], subtype=XLSX[1], filename=name)
     return msg
-
-
-def deliver(msg: EmailMessage) -> None:
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    # The hook opens and authenticates the connection from `smtp_default`; its send_email_smtp builds
-    # HTML-only messages, so the multipart message is handed to its client directly.
-    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
-        hook._smtp_client.send_message(msg)

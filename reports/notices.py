@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 
 from reports import notice_content as content
 from reports import notice_mail as mail
+from reports.mail import REFUSED, deliver
 from reports.notice_content import FileVersion
 from reports.notice_rules import reason_of
 from warehouse.connections import REPORTER, connect_as
@@ -273,8 +274,8 @@ def send_one(wh: ConnInfo, day: date, notice: Notice) -> str | None:
         log.info("%s notice to %s was claimed by another run meanwhile; not sending", notice.kind, code)
         return None
     try:
-        mail.deliver(msg)
-    except mail.REFUSED as err:
+        deliver(msg)
+    except REFUSED as err:
         _withdraw(wh, code, notice.kind, keys)
         log.error("the relay refused the %s notice to %s: %s: %s", notice.kind, code, type(err).__name__, err)
         return f"{notice.kind} {code}: {type(err).__name__}"

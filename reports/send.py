@@ -24,7 +24,6 @@ import csv
 import hashlib
 import logging
 import os
-import smtplib
 from datetime import date
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -35,6 +34,7 @@ from psycopg.rows import dict_row
 from reports import night
 from reports.chart import trend_png
 from reports.figures import Scope, ScopeReport, load_report
+from reports.mail import DEFAULT_FROM, REFUSED, deliver
 from reports.render import CHART_CID, render_html, render_text, subject, trend_days, trend_title
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
@@ -42,12 +42,7 @@ from warehouse.reference import CITY_CODE, CITY_NAME
 from warehouse.settings import DBT_PROJECT_DIR, local_dir
 
 log = logging.getLogger(__name__)
-SMTP_CONN_ID = "smtp_default"
-DEFAULT_FROM = "社区治理数据平台 <gov-data@taiyuan.example>"
 CLAIMED, SENT, UNCONFIRMED = "claimed", "sent", "unconfirmed"
-# errors after which the relay holds nothing of the message: the claim can be withdrawn
-REFUSED = (ConnectionRefusedError, smtplib.SMTPConnectError, smtplib.SMTPHeloError, smtplib.SMTPAuthenticationError,
-           smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
 
 
 def recipients(wh: ConnInfo) -> list[dict]:
@@ -182,15 +177,6 @@ def build_message(to: str, report: ScopeReport, dq_line: str, links: dict[str, s
     html_part.add_related(chart_for(report), maintype="image", subtype="png", cid=f"<{CHART_CID}>",
                           filename="trend.png", disposition="inline")
     return msg
-
-
-def deliver(msg: EmailMessage) -> None:
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    # The hook opens and authenticates the connection from `smtp_default`; its send_email_smtp builds
-    # HTML-only messages, so the multipart message is handed to its client directly.
-    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
-        hook._smtp_client.send_message(msg)
 
 
 def ledger_files(wh: ConnInfo, service_date: date) -> list[night.LedgerFile]:
