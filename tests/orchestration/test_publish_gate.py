@@ -59,9 +59,26 @@ def run_night(day: date, run_id: str) -> dict:
     steps.build_marts(connections.warehouse(), d)
     steps.validate_marts(connections.warehouse(), [d], run_id=f"{run_id}-marts")
     try:
-        return steps.publish(connections.warehouse(), [d], run_id=run_id)
-    except RuntimeError:
-        return steps.publish_outcome(connections.warehouse(), [d])
+        outcome = steps.publish(connections.warehouse(), [d], run_id=run_id)
+    except RuntimeError as err:
+        # only the block itself: a crash inside publish must fail the test, not read as a correct block
+        if not str(err).startswith(f"publish blocked for {d}: {len(logged_outcome(run_id)['failed'])} failing"):
+            raise
+        outcome = steps.publish_outcome(connections.warehouse(), [d])
+    assert outcome == logged_outcome(run_id, outcome["status"])  # what the email reads is what was logged
+    return outcome
+
+
+def logged_outcome(run_id: str, status: str | None = None) -> dict:
+    """The one publish_log row of this run (its status when given): the outcome publish recorded."""
+    with psycopg.connect(connections.warehouse().conninfo()) as conn:
+        rows = conn.execute("select status, failed, detail from audit.publish_log where run_id = %s",
+                            (run_id,)).fetchall()
+    assert len(rows) == 1, (run_id, rows)
+    logged_status, failed, detail = rows[0]
+    assert status in (None, logged_status) and detail["status"] == logged_status, (run_id, logged_status)
+    assert failed == len(detail["failed"])
+    return detail
 
 
 def published_days(wh) -> set[date]:
@@ -183,9 +200,12 @@ def test_bad_nights_are_blocked_and_clean_reruns_publish(gate):
                      "where service_date = %s and street_code = '140105001'", (BAD,))
     before = _digest(wh)
     steps.validate_marts(connections.warehouse(), [BAD.isoformat()], run_id="tampered-marts")
-    with pytest.raises(RuntimeError, match="publish blocked"):
+    with pytest.raises(RuntimeError, match=f"^publish blocked for {BAD.isoformat()}: 1 failing checks: "
+                                           "marts_street_totals_equal_city"):
         steps.publish(connections.warehouse(), [BAD.isoformat()], run_id="tampered")
     assert [(f["suite"], f["severity"]) for f in failures(wh, "tampered")] == [("marts_street_totals_equal_city", "fail")]
+    assert logged_outcome("tampered", "blocked")["failed"] == [
+        "marts_street_totals_equal_city.expect_column_values_to_be_between(difference)"]
     assert _digest(wh) == before
 
     # 5. a missing reporter only warns: the night publishes and the freshness mart lists it
