@@ -6,11 +6,12 @@ machine's PostgreSQL as metadata database and its Redis as Celery broker.
    the Celery worker, the `raw_night` asset triggers `gov_publish`, and the published marts match the
    scenario generator's own counts.
 2. `airflow backfill create` loads two more service days (each backfilled run finds its service day from
-   its logical date, and `gov_publish` follows on the asset events); the same backfill again, reprocessing
-   the completed runs, adds only `skipped_duplicate` ledger rows and leaves every mart byte-identical.
+   its logical date, and `gov_publish` follows on the asset events); a backfill of the last of them again,
+   reprocessing its completed run, adds only `skipped_duplicate` ledger rows, leaves every mart
+   byte-identical and sends no summary twice.
 
-One cluster serves both tests (module-scoped fixture). The module runs five gov_ingest and four or
-five gov_publish runs through Celery: about 19 minutes on a busy 2-core machine.
+One cluster serves both tests (module-scoped fixture). The module runs four gov_ingest and three or
+four gov_publish runs through Celery.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from orchestration import airflow_local
 from reports import smtp_sink
 from scenario.generator import Night, Scenario
 from tests.conftest import create_database, drop_database
-from tests.end_to_end.test_end_to_end import expected_summary, query
+from tests.end_to_end.test_end_to_end import _officials, expected_summary, query
 from tests.support.airflow_cluster import AirflowCluster, flush_redis_db, free_redis_db
 from warehouse import conninfo, settings
 
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.e2e
 
 DAY0, DAY1, DAY2 = date(2023, 11, 5), date(2023, 11, 6), date(2023, 11, 7)
 BACKFILL_DAYS = (DAY1, DAY2)
+REPROCESSED = (DAY2,)  # one completed night run again is enough to show a re-run changes nothing
 RUN_TIMEOUT = 900  # seconds for one round of runs
 # gov_publish renders one Celery task per dbt node from the dbt manifest (orchestration/dbt_tasks.py);
 # each costs a task process and a dbt start (~30 s on a busy 2-core machine), ~35 per publish (models,
@@ -186,27 +188,27 @@ def _marts_fingerprint(wh: conninfo.ConnInfo) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _backfill(cluster: AirflowCluster, *extra: str) -> None:
+def _backfill(cluster: AirflowCluster, days: tuple[date, ...], *extra: str) -> None:
     # the CLI writes the backfill into the metadata database; the scheduler then runs it
     cluster.airflow("backfill", "create", "--dag-id", "gov_ingest",
-                    "--from-date", airflow_local.logical_date_for(BACKFILL_DAYS[0]).isoformat(),
-                    "--to-date", airflow_local.logical_date_for(BACKFILL_DAYS[-1]).isoformat(),
+                    "--from-date", airflow_local.logical_date_for(days[0]).isoformat(),
+                    "--to-date", airflow_local.logical_date_for(days[-1]).isoformat(),
                     # one night after the other, as the nightly schedule would have run them
                     "--max-active-runs", "1", *extra)
 
 
-def _backfill_runs(cluster: AirflowCluster) -> dict[str, dict]:
-    wanted = {airflow_local.logical_date_for(d) for d in BACKFILL_DAYS}
+def _backfill_runs(cluster: AirflowCluster, days: tuple[date, ...]) -> dict[str, dict]:
+    wanted = {airflow_local.logical_date_for(d) for d in days}
     return {r["dag_run_id"]: r for r in cluster.dag_runs("gov_ingest")
             if r["logical_date"] and datetime.fromisoformat(r["logical_date"]) in wanted}
 
 
-def _round(cluster: AirflowCluster, *extra: str) -> tuple[dict[str, dict], dict[str, dict]]:
-    """One backfill of BACKFILL_DAYS through to the published marts: (ingest runs, publish runs)."""
+def _round(cluster: AirflowCluster, days: tuple[date, ...], *extra: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    """One backfill of `days` through to the published marts: (ingest runs, publish runs)."""
     since = datetime.now(UTC)
-    _backfill(cluster, *extra)
-    runs = _backfill_runs(cluster)
-    assert len(runs) == len(BACKFILL_DAYS), runs
+    _backfill(cluster, days, *extra)
+    runs = _backfill_runs(cluster, days)
+    assert len(runs) == len(days), runs
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
         runs = cluster.wait_runs("gov_ingest", set(runs), max(1.0, deadline - time.monotonic()))
@@ -216,12 +218,33 @@ def _round(cluster: AirflowCluster, *extra: str) -> tuple[dict[str, dict], dict[
         time.sleep(3)
     assert all(r["state"] == "success" for r in runs.values()), cluster.describe("gov_ingest", runs)
     assert {r["run_type"] for r in runs.values()} == {"backfill"}
-    publish = _wait_publish_settled(cluster, since, set(BACKFILL_DAYS))
+    publish = _wait_publish_settled(cluster, since, set(days))
     return runs, publish
 
 
 def _messages(outbox: Path) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(outbox.glob("*.eml"))]
+
+
+def _expected_subjects(*days: date) -> list[str]:
+    """One summary per official per service day (officials.csv)."""
+    return sorted(f"【社区治理日报】{d.isoformat()} {o['scope_name']}" for d in days for o in _officials())
+
+
+def _subjects_once_sent(outbox: Path, *days: date) -> list[str]:
+    """The outbox's subjects, once the SMTP sink has written every summary of `days` (it writes a moment
+    after send_summary has succeeded)."""
+    deadline = time.monotonic() + 30
+    while True:
+        subjects = sorted(m["Subject"] for m in _messages(outbox))
+        if len(subjects) >= len(_expected_subjects(*days)) or time.monotonic() > deadline:
+            return subjects
+        time.sleep(1)
+
+
+def _summary_sends(wh: conninfo.ConnInfo) -> list[tuple]:
+    with psycopg.connect(wh.conninfo()) as conn:
+        return conn.execute("select * from audit.summary_sends order by 1, 2, 3").fetchall()
 
 
 def test_nightly_run_triggered_over_rest_runs_on_the_celery_worker(deployment):
@@ -257,16 +280,14 @@ def test_nightly_run_triggered_over_rest_runs_on_the_celery_worker(deployment):
     published = query(wh, "select service_date, status from audit.publish_log")
     assert {(r["service_date"], r["status"]) for r in published} == {(DAY0, "published")}
 
-    # the officials' summaries went out through smtp_default
-    time.sleep(1)
-    subjects = {m["Subject"] for m in _messages(deployment.outbox)}
-    assert f"【社区治理日报】{DAY0.isoformat()} 太原市" in subjects
+    # the officials' summaries went out through smtp_default: one to each official, none twice
+    assert _subjects_once_sent(deployment.outbox, DAY0) == _expected_subjects(DAY0)
 
 
 def test_backfill_over_a_date_range_twice_changes_nothing(deployment):
     cluster, wh = deployment.cluster, deployment.warehouse
 
-    ingest_runs, _ = _round(cluster)
+    ingest_runs, _ = _round(cluster, BACKFILL_DAYS)
     # each backfilled run found its service day from its logical date (02:00 the next morning)
     by_logical = {datetime.fromisoformat(r["logical_date"]): run_id for run_id, r in ingest_runs.items()}
     days = _service_days_of(cluster, "gov_ingest", ingest_runs)
@@ -280,19 +301,27 @@ def test_backfill_over_a_date_range_twice_changes_nothing(deployment):
     for d in BACKFILL_DAYS:
         expected = expected_summary(d, deployment.nights)
         assert {k: summaries[d][k] for k in expected} == expected, d
+    subjects = _subjects_once_sent(deployment.outbox, DAY0, *BACKFILL_DAYS)
+    assert subjects == _expected_subjects(DAY0, *BACKFILL_DAYS)
     before = _marts_fingerprint(wh)
+    sends = _summary_sends(wh)
+    assert len(sends) == len(subjects)
     last_load = query(wh, "select coalesce(max(load_id), 0) as m from audit.load_ledger")[0]["m"]
 
-    # the same range again, re-running the completed runs (without it, Airflow would skip them)
-    _round(cluster, "--reprocess-behavior", "completed")
+    # a completed night again, re-running its run (without the flag, Airflow would skip it)
+    _round(cluster, REPROCESSED, "--reprocess-behavior", "completed")
     again = query(wh, "select source, status, service_date from audit.load_ledger where load_id > %s", (last_load,))
-    # one ledger row per landed file of the two days, as the CLI wrote them
-    files = [p for d in BACKFILL_DAYS for feed in settings.FEEDS
+    # one ledger row per landed file of the night, as the CLI wrote them
+    files = [p for d in REPROCESSED for feed in settings.FEEDS
              for p in (deployment.landing / feed / d.isoformat()).iterdir()]
     assert len(again) == len(files)
     assert {r["status"] for r in again} == {"skipped_duplicate"}
-    assert {r["service_date"] for r in again} == set(BACKFILL_DAYS)
+    assert {r["service_date"] for r in again} == set(REPROCESSED)
     assert _marts_fingerprint(wh) == before
+    # the send ledger kept every official from getting the night's summary twice
+    assert _summary_sends(wh) == sends
+    time.sleep(2)  # what a second send would have taken to reach the sink
+    assert sorted(m["Subject"] for m in _messages(deployment.outbox)) == subjects
 
     # the parked manual run kept the cron schedule quiet: only the runs this module asked for
     run_types = {r["run_type"] for r in cluster.dag_runs("gov_ingest")}
