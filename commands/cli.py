@@ -72,19 +72,25 @@ def cmd_run(args: argparse.Namespace) -> None:
     try:
         env = airflow_local.airflow_env(smtp_port)
         airflow_local.migrate(env)
+        failed = []
         for day in _days(args.day, args.to):
             log_path = settings.local_dir() / "logs" / f"nightly-{day}.log"
             log_path.unlink(missing_ok=True)
-            # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG
+            # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG; a failed
+            # (or blocked) night does not stop the next ones, as scheduled runs would not
             for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
                 print(f"running {dag_id} for service day {day} through Airflow (log: {log_path})")
                 rc = airflow_local.dags_test(dag_id, day, env, log_path)
                 if rc != 0:
                     print(f"{dag_id} for {day} failed (exit {rc}); see {log_path}", file=sys.stderr)
-                    sys.exit(rc)
+                    failed.append(f"{dag_id} {day}")
+                    break
     finally:
         if sink is not None:
             sink.stop()
+    if failed:
+        cmd_report(args)
+        sys.exit(f"{len(failed)} night(s) failed or were blocked: {', '.join(failed)}")
     if not getattr(args, "no_docs", False):
         _dbt_docs()
     cmd_report(args)
@@ -114,7 +120,10 @@ def cmd_report(args: argparse.Namespace) -> None:
         loads = conn.execute("select status, count(*) from audit.load_ledger group by 1 order by 1").fetchall()
         print("load ledger: " + ", ".join(f"{s} {n}" for s, n in loads))
     outbox = sorted(settings.outbox_dir().glob("*.eml"))
-    print(f"emails:      {len(outbox)} in {settings.outbox_dir()}" + (f" (latest: {outbox[-1]})" if outbox else ""))
+    kinds = _outbox_kinds(outbox)
+    print(f"emails:      {len(outbox)} in {settings.outbox_dir()}: {kinds['summary']} officials' summaries, "
+          f"{kinds['notice']} reporters' notices, {kinds['alert']} on-call alerts"
+          + (f" (latest: {outbox[-1].name})" if outbox else ""))
     docs = settings.gx_dir() / "data_docs" / "index.html"
     if docs.exists():
         print(f"Data Docs:   file://{docs}")
@@ -123,6 +132,20 @@ def cmd_report(args: argparse.Namespace) -> None:
     dbt_docs = settings.local_dir() / "dbt_target" / "index.html"
     if dbt_docs.exists() or docs.exists():
         print(f"docs:        `make docs`, then http://localhost:{DOCS_PORT}/dbt-docs/ and /data-docs/")
+
+
+def _outbox_kinds(paths: list[Path]) -> dict[str, int]:
+    """Officials' summaries (X-Gov-Scope), reporters' notices (X-Gov-Notice-Kind) and on-call alerts (the rest)
+    among the sink's .eml files."""
+    import email
+    from email import policy
+
+    kinds = {"summary": 0, "notice": 0, "alert": 0}
+    for path in paths:
+        with path.open("rb") as f:
+            msg = email.message_from_binary_file(f, policy=policy.default)
+        kinds["summary" if msg["X-Gov-Scope"] else "notice" if msg["X-Gov-Notice-Kind"] else "alert"] += 1
+    return kinds
 
 
 def cmd_docs(args: argparse.Namespace) -> None:

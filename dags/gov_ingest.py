@@ -72,6 +72,15 @@ def gov_ingest():
 
         return steps.validate_raw(warehouse(), day, run_id=get_current_context()["run_id"])
 
+    # every reporter whose file had problems hears of it tonight (reports/notices.py), whatever happened to the
+    # other feeds' loads; the send ledger keeps retries and re-runs from mailing anyone twice
+    @task(pool=WAREHOUSE_POOL, trigger_rule="all_done")
+    def notify_reporters(day: str) -> dict:
+        from orchestration import steps
+        from warehouse.connections import warehouse
+
+        return steps.send_notices(warehouse(), day)
+
     @task(outlets=[RAW_NIGHT])
     def night_loaded(day: str, dq: dict) -> str:
         get_current_context()["outlet_events"][RAW_NIGHT].extra = {"service_date": day}
@@ -84,6 +93,7 @@ def gov_ingest():
         loaded = make_load(feed)(day)
         ready >> loaded
         loads.append(loaded)
+    loads >> notify_reporters(day)
     night_loaded(day, validate_raw(day, loads))
 
 

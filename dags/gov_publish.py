@@ -5,7 +5,8 @@ loaded), or run by hand for a `service_date`. Orchestration only: tasks call orc
 step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestration/dbt_tasks.py).
 
 A failing dbt node or test fails its own task in `dbt` (re-run it with *Clear*); a failing `fail` check blocks
-`publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened.
+`publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened, and
+`night_failed` then marks the run failed (it is skipped on a good night).
 """
 
 from __future__ import annotations
@@ -64,12 +65,22 @@ def gov_publish():
 
         return [key for day in days for key in steps.send_summary(warehouse(), day)]
 
+    # the run's colour is the night's: send_summary, the last task, succeeds whatever happened before it, so
+    # this watcher (Airflow's pattern: trigger rule one_failed) fails the run when a dbt node, the checks or
+    # publish failed or was blocked; on a good night it is skipped
+    @task(trigger_rule="one_failed", retries=0)
+    def night_failed() -> None:
+        raise RuntimeError("a task of this night failed or publish was blocked (the red task says which); "
+                           "the officials' summary went out all the same")
+
     days = service_days()
     # dbt builds the marts into marts_candidate, node by node, each node's tests right after it
     built = dbt_tasks.marts_build(days, pool=WAREHOUSE_POOL)
     checked = validate_marts(days)
     published = publish(days)
-    built >> checked >> published >> send_summary(days)
+    summary = send_summary(days)
+    built >> checked >> published >> summary
+    [built, checked, published, summary] >> night_failed()
 
 
 gov_publish()

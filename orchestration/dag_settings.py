@@ -35,6 +35,12 @@ def on_call_notifier() -> SmtpNotifier:
     )
 
 
+def alert_on_call(context: dict) -> None:
+    """Task failure callback: a fresh notifier for every failure. A notifier renders its templates into its
+    own fields, so one instance shared by a DAG's tasks would name the first failed task in every later alert."""
+    on_call_notifier()(context)
+
+
 def default_args() -> dict:
     return {
         "owner": "gov-data",
@@ -43,5 +49,5 @@ def default_args() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(minutes=45),
-        "on_failure_callback": on_call_notifier(),
+        "on_failure_callback": alert_on_call,
     }

@@ -69,14 +69,25 @@ def test_dag_policy(dagbag, dag_id):
         assert task.owner == "gov-data", task.task_id
         assert task.on_failure_callback, task.task_id
         expected = WATCHDOG if dag_id == "gov_publish_watchdog" else DOCUMENTED
-        if task.task_id == "publish":
-            # a blocked publish is a verdict, not a glitch: it alone is not retried
+        if task.task_id in ("publish", "night_failed"):
+            # a blocked publish is a verdict, not a glitch, and the watcher only reports: neither is retried
             expected = {**expected, "retries": 0}
         assert {k: getattr(task, k) for k in expected} == expected, task.task_id
     if dag_id == "gov_publish":
         # the summary goes out whatever publish decided (it reports a block as such)
         assert dag.get_task("send_summary").trigger_rule == "all_done"
         assert dag.get_task("publish").retries == 0
+        # the run fails when any step of the night failed, though send_summary always succeeds last
+        watcher = dag.get_task("night_failed")
+        assert watcher.trigger_rule == "one_failed"
+        assert set(watcher.upstream_task_ids) >= {"send_summary", "publish", "validate_marts"}
+        assert set(watcher.upstream_task_ids) & {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
+    if dag_id == "gov_ingest":
+        # reporters hear of their files' problems whatever happened to the other feeds
+        notify = dag.get_task("notify_reporters")
+        assert notify.trigger_rule == "all_done"
+        loads = {t.task_id for t in dag.tasks if t.task_id.startswith("load_")}
+        assert set(notify.upstream_task_ids) == loads | {"service_day"}
 
 
 def test_ingest_produces_feed_assets_that_schedule_publish(dagbag):
@@ -233,5 +244,5 @@ def test_publish_without_a_manifest_still_loads_with_one_build_task(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not [t for t in out["tasks"] if t.startswith(f"{DBT_GROUP}.")]
-    assert out["pool"] == "warehouse" and out["upstream"] == ["service_days"] and out["downstream"] == ["validate_marts"]
+    assert out["pool"] == "warehouse" and out["upstream"] == ["service_days"] and out["downstream"] == ["night_failed", "validate_marts"]
     assert out["dbt_loaded"] == []
