@@ -215,6 +215,9 @@ def test_metadata_database_and_broker_point_at_their_services(compose):
     assert (url.host, url.port, url.database) == ("airflow-db", 5432, db_env["POSTGRES_DB"])
     assert (url.username, url.password) == (db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"])
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    # the async engine on a driver the image has (the lock carries psycopg 3, not asyncpg)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"]).get_dialect().import_dbapi()
     broker = urlsplit(env["AIRFLOW__CELERY__BROKER_URL"])
     redis_command = [str(c) for c in services["redis"]["command"]]
     assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
