@@ -227,6 +227,17 @@ create table if not exists raw.streets_compounds (
   unit_heads           integer,
   service_station      boolean
 );
+-- the registry's optional columns (issue 23: grids, party organisation, property party work, local
+-- arrangements; ingest/feeds.py STREETS), added in place to a table made before them
+alter table raw.streets_compounds
+  add column if not exists grid_code text, add column if not exists micro_grids integer,
+  add column if not exists grid_assistants integer, add column if not exists party_org_on_grid boolean,
+  add column if not exists party_positions integer, add column if not exists secretary_type text,
+  add column if not exists part_time_members integer, add column if not exists party_members integer,
+  add column if not exists property_party_branch boolean, add column if not exists party_instructors integer,
+  add column if not exists dual_model boolean, add column if not exists self_funding boolean,
+  add column if not exists courtyards_merged integer, add column if not exists micro_positions integer,
+  add column if not exists in_service_members integer;
 drop index if exists raw.streets_compounds_day, raw.streets_compounds_load;  -- one index per raw table: cheaper COPY
 create index if not exists streets_compounds_day_load on raw.streets_compounds (_service_date, _load_id);
 
@@ -324,6 +335,9 @@ create table if not exists raw.assistance_case_events (
   requester_id_valid      boolean,
   status_notes            text
 );
+-- optional (issue 23): a hot or urgent issue, and the compound whose party organisation handled it
+alter table raw.assistance_case_events
+  add column if not exists issue_flag text, add column if not exists party_org_code text;
 drop index if exists raw.assistance_events_day, raw.assistance_events_load;  -- one index per raw table: cheaper COPY
 create index if not exists assistance_events_day_load on raw.assistance_case_events (_service_date, _load_id);
 
@@ -368,6 +382,32 @@ create index if not exists publish_log_day on audit.publish_log (service_date);
 comment on table audit.publish_log is 'Write-audit-publish outcome of each build: published, blocked by failing checks, or failed (could not take its locks in time).';
 grant select on audit.publish_log to gov_transformer;
 reset role;
+
+-- Publish O(night) (orchestration/publish.py): the keys each dbt delete+insert rewrote in a candidate mart
+-- (dbt_project/macros/publish_delta.sql, in the model's own transaction), and what each published mart
+-- was last copied from (the candidate table's oid and the publish's snapshot): a publish moves the rows
+-- of the keys recorded since, not whole tables.
+set role gov_owner;
+create table if not exists audit.mart_changes (
+  model        text not null,
+  key_columns  text[] not null,
+  keys         jsonb not null,
+  xact         xid8 not null default pg_current_xact_id(),
+  recorded_at  timestamptz not null default now()
+);
+create index if not exists mart_changes_model_xact on audit.mart_changes (model, xact);
+comment on table audit.mart_changes is 'Keys (unique_key values) each incremental dbt build of a candidate mart deleted and inserted, with its transaction: what the next publish moves.';
+create table if not exists audit.publish_state (
+  table_name     text primary key,
+  candidate_oid  oid not null,
+  snapshot       pg_snapshot not null,
+  published_at   timestamptz not null default now()
+);
+comment on table audit.publish_state is 'Per published mart: the candidate table (oid) and the snapshot it was last published from.';
+reset role;
+grant insert on audit.mart_changes to gov_transformer;
+grant delete on audit.mart_changes to gov_publisher;  -- delete: a publish prunes the changes it has covered
+grant insert, update, delete on audit.publish_state to gov_publisher;
 
 -- dbt assembles each case from its events: keep that lookup independent of history length
 create index if not exists assistance_events_case on raw.assistance_case_events (service_request_id);
