@@ -42,6 +42,10 @@ RUN uv sync --frozen --no-dev \
 # the dbt manifest gov_publish renders its per-model tasks from: `dbt parse` at build time, so that
 # no Airflow process runs dbt while parsing DAG files (needs no warehouse)
 RUN gov-warehouse dbt-manifest
+# the project's Airflow plugins (the UI's time zone, gov_publish's 07:00 deadline reference) in the plugins folder
+# the scheduler and the DAG processor read ($AIRFLOW_HOME/plugins)
+RUN python -c "from pathlib import Path; from orchestration.airflow_local import install_plugins; \
+install_plugins(Path('/opt/airflow/plugins'))"
 
 # an unprivileged user (Airflow's customary uid) owning the volumes' mount points, so that named
 # volumes are created writable for it

@@ -7,13 +7,17 @@ step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestratio
 A failing dbt node or test fails its own task in `dbt` (re-run it with *Clear*); a failing `fail` check blocks
 `publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened, and
 `night_failed` then marks the run failed (it is skipped on a good night).
+
+Deadline: a run that has not succeeded by the 07:00 (Asia/Shanghai) after it was triggered alerts on-call
+(an Airflow Deadline Alert, orchestration/deadlines.py). What no run can show, a night whose run never started,
+is gov_publish_watchdog's.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from orchestration import dbt_tasks
+from orchestration import dbt_tasks, deadlines
 from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_POOL, default_args
 
 
@@ -25,6 +29,8 @@ from orchestration.dag_settings import MARTS, RAW_NIGHT, START, TZ, WAREHOUSE_PO
     start_date=START,
     catchup=False,
     max_active_runs=1,
+    # 07:00 Asia/Shanghai: a run not succeeded by then alerts on-call (an Airflow Deadline Alert)
+    deadline=deadlines.publish_deadline(),
     default_args=default_args(),
     tags=["governance", "publish"],
     params={

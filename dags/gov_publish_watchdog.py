@@ -1,5 +1,14 @@
 """gov_publish_watchdog: at 07:00 Asia/Shanghai, alert the on-call address if last night has not
-been published (officials read the summary at 08:00)."""
+been published (officials read the summary at 08:00).
+
+Which alarm covers what:
+
+- **gov_publish's deadline** (an Airflow Deadline Alert, orchestration/deadlines.py) watches a *run*: a
+  gov_publish run that has not succeeded by the 07:00 after it was triggered (running late, failed, blocked).
+- **this watchdog** watches the *data*, for what a deadline cannot see: a night with no gov_publish run at all
+  (gov_ingest failed or never produced `raw_night`, files never arrived, the DAG paused), and a run that
+  succeeded without that night's marts being published (audit.publish_log has no `published` row for the day).
+"""
 
 from __future__ import annotations
 

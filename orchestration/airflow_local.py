@@ -77,7 +77,7 @@ def migrate(env: dict[str, str]) -> None:
     from importlib.metadata import version
 
     ensure_dbt_manifest()
-    install_ui_plugin(env)
+    install_plugins(Path(env["AIRFLOW__CORE__PLUGINS_FOLDER"]))
 
     # not `import airflow` here: it would read (and create) a config before AIRFLOW_HOME is in effect
     marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{version('apache-airflow')}-{_digest(env)}"
@@ -89,13 +89,23 @@ def migrate(env: dict[str, str]) -> None:
     marker.touch()
 
 
-def install_ui_plugin(env: dict[str, str]) -> Path:
-    """Airflow loads plugins from a folder, not a package: a one-line module there brings in
-    orchestration.airflow_ui (the UI's default time zone)."""
-    path = Path(env["AIRFLOW__CORE__PLUGINS_FOLDER"]) / "gov_ui_timezone.py"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("from orchestration.airflow_ui import GovUiPlugin  # noqa: F401  (written by gov-warehouse)\n")
-    return path
+# Airflow loads plugins from a folder, not a package: a one-line module there for each of the project's plugins
+PLUGINS = {
+    "gov_ui_timezone.py": "from orchestration.airflow_ui import GovUiPlugin",  # the UI's default time zone
+    "gov_deadlines.py": "from orchestration.deadlines import DeadlinePlugin",  # gov_publish's 07:00 reference
+}
+
+
+def install_plugins(folder: Path) -> list[Path]:
+    """Write the project's plugin modules into Airflow's plugins folder (here by migrate, in the image by the
+    Dockerfile)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, line in PLUGINS.items():
+        path = folder / name
+        path.write_text(f"{line}  # noqa: F401  (written by gov-warehouse)\n")
+        paths.append(path)
+    return paths
 
 
 def unpause_command(env: dict[str, str]) -> str:

@@ -23,16 +23,16 @@ RAW_NIGHT = Asset(name="raw_night", uri=RAW_NIGHT_ASSET)
 MARTS = Asset(name="marts", uri=MARTS_ASSET)
 
 
-def on_call_notifier() -> SmtpNotifier:
-    return SmtpNotifier(
-        to=ONCALL,
-        from_email="gov-data@taiyuan.example",
-        subject="[gov-data] {{ dag.dag_id }}.{{ ti.task_id }} failed for {{ params.service_date or ds }}",
-        html_content=(
-            "<p>Task <b>{{ ti.task_id }}</b> of <b>{{ dag.dag_id }}</b> failed after {{ ti.try_number }} "
-            "tries (run {{ run_id }}).</p><p>Log: {{ ti.log_url }}</p>"
-        ),
-    )
+TASK_FAILED_SUBJECT = "[gov-data] {{ dag.dag_id }}.{{ ti.task_id }} failed for {{ params.service_date or ds }}"
+TASK_FAILED_HTML = ("<p>Task <b>{{ ti.task_id }}</b> of <b>{{ dag.dag_id }}</b> failed after {{ ti.try_number }} "
+                    "tries (run {{ run_id }}).</p><p>Log: {{ ti.log_url }}</p>")
+
+
+def on_call_notifier(subject: str = TASK_FAILED_SUBJECT, html_content: str = TASK_FAILED_HTML) -> SmtpNotifier:
+    """The on-call address's notifier (smtp_default); a task failure's message unless told otherwise (the
+    07:00 deadline's, orchestration/deadlines.py)."""
+    return SmtpNotifier(to=ONCALL, from_email="gov-data@taiyuan.example",
+                        subject=subject, html_content=html_content)
 
 
 def alert_on_call(context: dict) -> None:

@@ -82,6 +82,10 @@ def test_dag_policy(dagbag, dag_id):
         assert watcher.trigger_rule == "one_failed"
         assert set(watcher.upstream_task_ids) >= {"send_summary", "publish", "validate_marts"}
         assert set(watcher.upstream_task_ids) & {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
+        # 07:00 is Airflow's own Deadline Alert, on-call alerted by its callback (test_publish_deadline.py)
+        [alert] = dag.deadline
+        assert type(alert.reference).__name__ == "PublishedByMorning"
+        assert alert.callback.path == "orchestration.deadlines.deadline_missed"
     if dag_id == "gov_ingest":
         # reporters hear of their files' problems whatever happened to the other feeds
         notify = dag.get_task("notify_reporters")
