@@ -258,6 +258,9 @@ DISTRICT_TOTALS = [
     ("mart_property_coverage", "compounds_with_property_service"),
     ("mart_party_coverage", "compounds_with_party_org"),
     ("mart_party_coverage", "compounds_with_owners_committee"),
+    # the registry's optional columns (issue 23): grid and party-organisation measures add up the same way
+    ("mart_grid_coverage", "grid_assistants"),
+    ("mart_party_organisation", "party_positions"),
 ]
 
 

@@ -27,6 +27,9 @@ class Column:
     required: bool = False
     repetitive: bool = False  # few distinct values per file: the loader memoises their conversion
     # (ingest.copy_encoder), and the CSV reader keeps a trailing run of them unsplit (FeedSpec.tail_start)
+    # added to the contract later (issue 23): most files lack it, so it does not count towards recognising
+    # a header row (FeedSpec.header_needed), and a file without it loads as before
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ class FeedSpec:
         while start > 1 and self.columns[start - 1].repetitive and self.columns[start - 1].name not in special:
             start -= 1
         return start if start <= len(self.columns) - 2 else None
+
+    @property
+    def header_needed(self) -> int:
+        """How many columns a row must name to be the header: half the contract's original columns (at least
+        3), so that a file predating the optional columns is recognised as before."""
+        return max(3, sum(not c.optional for c in self.columns) // 2)
 
     @property
     def raw_columns(self) -> list[str]:
@@ -130,6 +139,11 @@ def _satisfaction(value: Any) -> int | None:
     return out
 
 
+def _optional(name: str, aliases: tuple[str, ...], convert: Callable[[Any], Any]) -> Column:
+    """A column added to a contract later (issue 23): optional, not counted towards finding the header."""
+    return Column(name, aliases, convert, repetitive=True, optional=True)
+
+
 STREETS = FeedSpec(
     source="streets",
     table="raw.streets_compounds",
@@ -152,6 +166,23 @@ STREETS = FeedSpec(
         Column("building_heads", ("楼栋长数",), _non_negative(n.to_int), repetitive=True),
         Column("unit_heads", ("单元长数",), _non_negative(n.to_int), repetitive=True),
         Column("service_station", ("党群服务站",), n.to_bool, repetitive=True),
+        # optional (issue 23): grids, the party organisation's strength, property-company party work, the
+        # programme's local arrangements. A workbook without them stays valid (their raw columns stay null).
+        _optional("grid_code", ("所属网格", "网格编码"), as_text),
+        _optional("micro_grids", ("微网格数",), _non_negative(n.to_int)),
+        _optional("grid_assistants", ("网格助理数", "网格助理"), _non_negative(n.to_int)),
+        _optional("party_org_on_grid", ("党组织建在网格上", "党组织与网格对应"), n.to_bool),
+        _optional("party_positions", ("党组织阵地数", "阵地数"), _non_negative(n.to_int)),
+        _optional("secretary_type", ("党组织书记类型", "书记类型"), _enum(ref.SECRETARY_TYPES)),
+        _optional("part_time_members", ("兼职委员数",), _non_negative(n.to_int)),
+        _optional("party_members", ("党员数", "在册党员数"), _non_negative(n.to_int)),
+        _optional("property_party_branch", ("物业党支部", "物业企业党支部"), n.to_bool),
+        _optional("party_instructors", ("物业党建指导员数", "党建指导员数"), _non_negative(n.to_int)),
+        _optional("dual_model", ("双组双建双监督",), n.to_bool),
+        _optional("self_funding", ("自筹自管", "居民自筹"), n.to_bool),
+        _optional("courtyards_merged", ("合并院落数", "整合院落数"), _non_negative(n.to_int)),
+        _optional("micro_positions", ("微阵地数",), _non_negative(n.to_int)),
+        _optional("in_service_members", ("在职党员报到数", "报到在职党员数"), _non_negative(n.to_int)),
     ),
 )
 
@@ -199,6 +230,9 @@ ASSISTANCE = FeedSpec(
         Column("agency_responsible", ("责任部门",), as_text, repetitive=True),
         Column("people_served", ("服务人次",), _non_negative(n.to_int), repetitive=True),
         Column("satisfaction", ("满意度",), _satisfaction, repetitive=True),
+        # optional (issue 23): a hot or urgent issue, and the compound whose party organisation handled it
+        _optional("issue_flag", ("问题类别", "热点急难"), _enum(ref.ISSUE_FLAGS)),
+        _optional("party_org_code", ("办理党组织", "党组织小区编码"), _code(r"\d{15}", "compound code (15 digits)")),
         Column("requester_name", ("姓名",), as_text),
         Column("requester_phone", ("电话", "phone"), as_text),  # GeoReport's requester phone
         Column("requester_id_number", ("身份证号",), as_text),

@@ -69,7 +69,7 @@ def map_header(spec: FeedSpec, rows: Iterator[tuple[int, list[Any]]], path: Path
     """Find the header below any title rows, within the first `scan_rows` rows: the first row naming at
     least half the columns, taken together with the row below it when that row completes it (a two-row
     header with merged cells)."""
-    needed = max(3, len(spec.columns) // 2)
+    needed = spec.header_needed
     previous: list[Any] | None = None
     for row_number, values in rows:
         mapping = spec.header_map(values)

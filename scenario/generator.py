@@ -40,11 +40,37 @@ SUBSIDY_AREA_XIAODIAN_M2 = 1_100_000  # 150 compounds x 6 months x 0.5 yuan = 3.
 
 # 小店区: the four measures for the 296 compounds without property service before the programme
 XIAODIAN_MEASURES = {"red_property": 26, "unit_assisted": 62, "subsidy_transition": 150, "community_fallback": 58}
+XIAODIAN_TRANSITIONS_ENDED = 83  # transitions over by the programme's end, all marketised
 XIAODIAN_PARTY = {"branch": 104, "group": 192}
 XIAODIAN_BUILDING_HEADS = 1466
 XIAODIAN_UNIT_HEADS = 4275
 XIAODIAN_SERVICE_STATIONS = 235
 OWNERS_COMMITTEE_RATE = 0.85
+# the registry's optional columns (issue 23), calibrated to the published figures
+XIAODIAN_MICRO_GRIDS = 674
+XIAODIAN_GRID_ASSISTANTS = 1400
+XIAODIAN_DUAL_MODEL = 174  # 馨园"双组双建双监督" model replicated to
+YINGZE_PARTY_POSITIONS = 446
+YINGZE_PARTY_MEMBERS = 11200
+YINGZE_SECRETARIES = {"resident_member": 251, "community_cadre": 442}
+YINGZE_PART_TIME_MEMBERS = 1183
+YINGZE_PARTY_INSTRUCTORS = 178
+YINGZE_PROPERTY_PARTY_BRANCHES = 24
+YINGZE_SELF_FUNDING = 59
+YINGZE_PARTY_ORG_GRID_ALIGNMENT = 0.85
+MIAOQIAN = "140106003"  # 庙前街道: 275 courtyards regrouped into 98 compounds
+MIAOQIAN_COURTYARDS, MIAOQIAN_COMPOUNDS = 275, 98
+LIUXIANG = "140106001"  # 柳巷街道: 5 micro-positions provided by resident enterprises
+LIUXIANG_MICRO_POSITIONS = 5
+WENMIAO = "140106002"  # 文庙街道: 357 in-service party members reporting with the grid workers
+WENMIAO_IN_SERVICE_MEMBERS = 357
+# 迎泽区 cases over the programme period: hot and urgent issues solved by 852 compound party organisations
+YINGZE_HOT_ISSUES, YINGZE_URGENT_ISSUES, YINGZE_ISSUE_PARTY_ORGS = 1340, 2930, 852
+
+def ref_issue_zh(flag: str) -> str:
+    """The Chinese label a point's file gives an issue flag (热点问题 / 急难愁盼)."""
+    return next(zh for zh, code in ref.ISSUE_FLAGS.items() if code == flag)
+
 
 def spread(total: int, n: int, rng: random.Random, weights: list[float] | None = None) -> list[int]:
     """Split `total` into n non-negative integers summing exactly to `total` (largest remainder)."""
@@ -83,6 +109,7 @@ class Compound:
     building_heads: int
     unit_heads: int
     service_station: bool
+    programme: dict = field(default_factory=dict)  # the optional columns' values (STREET_PROGRAMME_COLUMNS keys)
 
     def mode_on(self, day: date) -> str:
         if self.subsidy_start is None:
@@ -189,6 +216,7 @@ class Scenario:
         for c in compounds:
             c.property_company = (f"{c.name[:2]}物业服务有限公司" if c.mode_on(PROGRAMME_END) in
                                   ("market", "red_property", "subsidy_transition") else "")
+        self._assign_programme(district, compounds)
         return compounds
 
     def _assign_measures(self, district: ref.District, compounds: list[Compound], rng: random.Random) -> None:
@@ -209,9 +237,12 @@ class Scenario:
             areas = spread(SUBSIDY_AREA_XIAODIAN_M2, len(transitions), rng)
             for c, area in zip(transitions, areas, strict=True):
                 c.building_area_m2 = float(area)
+        ended = XIAODIAN_TRANSITIONS_ENDED if district.key == "xiaodian" else len(transitions) * 4 // 10
         for j, c in enumerate(transitions):
-            # starts spread over the programme period's months (Jan..Oct 2023)
-            c.subsidy_start = add_months(PROGRAMME_START, j % 10)
+            # starts spread over the programme period's months (Jan..Oct 2023): `ended` of them in Jan..Apr,
+            # whose six months are over by the programme's end (all on market service by then), the rest later
+            month = j * 4 // ended if j < ended else 4 + (j - ended) * 6 // (len(transitions) - ended)
+            c.subsidy_start = add_months(PROGRAMME_START, month)
 
     def _assign_party(self, district: ref.District, compounds: list[Compound], rng: random.Random) -> None:
         n = len(compounds)
@@ -236,6 +267,69 @@ class Scenario:
             c.building_heads = heads[i]
             c.unit_heads = units[i]
             c.service_station = i in stations
+
+    def _assign_programme(self, district: ref.District, compounds: list[Compound]) -> None:
+        """The optional columns: published totals where there are figures (小店区' grids and 双组双建双监督,
+        迎泽区' party organisation and property party work, three streets' local arrangements), plausible
+        values elsewhere. A stream of its own, so the other columns' values do not move."""
+        rng = self._rng("programme", district.code)
+        n = len(compounds)
+        xiaodian, yingze = district.key == "xiaodian", district.key == "yingze"
+        micro = spread(XIAODIAN_MICRO_GRIDS, n, rng) if xiaodian else [rng.randint(0, 1) for _ in range(n)]
+        assistants = (spread(XIAODIAN_GRID_ASSISTANTS, n, rng) if xiaodian else [rng.randint(0, 2) for _ in range(n)])
+        dual = set(rng.sample(range(n), XIAODIAN_DUAL_MODEL if xiaodian else n // 20))
+        positions = spread(YINGZE_PARTY_POSITIONS, n, rng) if yingze else [int(rng.random() < 0.3) for _ in range(n)]
+        members = spread(YINGZE_PARTY_MEMBERS, n, rng) if yingze else [rng.randint(2, 15) for _ in range(n)]
+        part_time = spread(YINGZE_PART_TIME_MEMBERS, n, rng) if yingze else [rng.randint(0, 2) for _ in range(n)]
+        with_org = [i for i, c in enumerate(compounds) if c.party_org_type != "none"]
+        if yingze:
+            secretaries = ["resident_member"] * YINGZE_SECRETARIES["resident_member"]
+            secretaries += ["community_cadre"] * YINGZE_SECRETARIES["community_cadre"]
+            secretaries += ["other"] * (len(with_org) - len(secretaries))
+            rng.shuffle(secretaries)
+            on_grid = set(rng.sample(with_org, round(YINGZE_PARTY_ORG_GRID_ALIGNMENT * len(with_org))))
+        else:
+            secretaries = [rng.choice(list(YINGZE_SECRETARIES) + ["other"]) for _ in with_org]
+            on_grid = {i for i in with_org if rng.random() < 0.7}
+        secretary = dict(zip(with_org, secretaries, strict=True))
+        companies = [i for i, c in enumerate(compounds) if c.property_company]
+        branches = set(rng.sample(companies, YINGZE_PROPERTY_PARTY_BRANCHES if yingze else len(companies) // 40))
+        instructors = set(rng.sample(companies, YINGZE_PARTY_INSTRUCTORS if yingze else len(companies) // 8))
+        unserviced = [i for i, c in enumerate(compounds) if not c.property_company]
+        self_funding = set(rng.sample(unserviced, min(len(unserviced), YINGZE_SELF_FUNDING if yingze else 5)))
+        streets = self._street_programme(compounds, rng) if yingze else {}
+        grid = 0
+        for i, c in enumerate(compounds):
+            if i == 0 or c.community_code != compounds[i - 1].community_code:
+                grid = 0
+            elif rng.random() < 0.4:  # a grid of one to a few neighbouring compounds
+                grid += 1
+            c.programme = {
+                "grid_code": f"{c.community_code}{grid + 1:02d}", "micro_grids": micro[i],
+                "grid_assistants": assistants[i], "party_org_on_grid": i in on_grid,
+                "party_positions": positions[i], "secretary_type": secretary.get(i), "part_time_members": part_time[i],
+                "party_members": members[i], "property_party_branch": i in branches,
+                "party_instructors": int(i in instructors), "dual_model": i in dual, "self_funding": i in self_funding,
+                **streets.get(i, {}),
+            }
+
+    @staticmethod
+    def _street_programme(compounds: list[Compound], rng: random.Random) -> dict[int, dict]:
+        """迎泽区' three streets' published arrangements, as columns only those streets fill in."""
+        def members_of(street: str) -> list[int]:
+            return [i for i, c in enumerate(compounds) if c.street_code == street]
+
+        out: dict[int, dict] = {}
+        merged = sorted(rng.sample(members_of(MIAOQIAN), MIAOQIAN_COMPOUNDS))
+        extra = spread(MIAOQIAN_COURTYARDS - MIAOQIAN_COMPOUNDS, MIAOQIAN_COMPOUNDS, rng)
+        for i, more in zip(merged, extra, strict=True):
+            out[i] = {"courtyards_merged": 1 + more}  # each regrouped compound takes in one courtyard or more
+        for i in rng.sample(members_of(LIUXIANG), LIUXIANG_MICRO_POSITIONS):
+            out[i] = {"micro_positions": 1}
+        wenmiao = members_of(WENMIAO)
+        for i, k in zip(wenmiao, spread(WENMIAO_IN_SERVICE_MEMBERS, len(wenmiao), rng), strict=True):
+            out[i] = {"in_service_members": k}
+        return out
 
     # ---------- reporters ----------
 
@@ -282,7 +376,7 @@ class Scenario:
                 "subsidy_start_month": c.subsidy_start_on(day), "party_org_type": c.party_org_type,
                 "party_org_since": c.party_org_since, "owners_committee": c.owners_committee,
                 "building_heads": c.building_heads, "unit_heads": c.unit_heads,
-                "service_station": c.service_station,
+                "service_station": c.service_station, **c.programme,
             })
         return rows
 
@@ -302,7 +396,7 @@ class Scenario:
         return [self._meal(canteen, day, seq, rng) for seq in range(n)]
 
     def _meal(self, canteen: Canteen, day: date, seq: int, rng: random.Random) -> dict:
-        diner = rng.randint(1, 750)  # each canteen serves a pool of ~750 beneficiaries
+        diner = rng.randint(1, 750)  # each canteen serves a pool of 750 beneficiaries
         category = ("elderly" if diner <= 450 else "child" if diner <= 560 else
                     "disabled" if diner <= 600 else "resident")
         meal = rng.choices(["早", "午", "晚"], weights=[2, 6, 3])[0]
@@ -318,7 +412,9 @@ class Scenario:
             "served_at": served,
             "meal": meal,
             "diner_category": category,
-            "diner_card": f"6217{int(canteen.code[2:11]) % 10000:04d}{diner:08d}",
+            # each canteen's pool of its own (numbered on from the street's earlier canteens): 312 x 750 =
+            # 234,000 beneficiaries over a period long enough for every card to be seen (published: 235,000)
+            "diner_card": f"6217{int(canteen.code[2:11]) % 100000:05d}{(int(canteen.code[-3:]) - 1) * 750 + diner:07d}",
             "age": age,
             "price_yuan": round(price - subsidy, 2),
             "subsidy_yuan": subsidy,
@@ -353,6 +449,11 @@ class Scenario:
         point = self.points[rng.randrange(len(self.points))]
         street_compounds = self._compounds_by_street[point.street_code]
         compound = rng.choice(street_compounds)
+        issue = self.issue_of(k)
+        if issue is not None:  # handled by one of 迎泽区' issue-solving party organisations, at its compound
+            compound = self._issue_party_orgs[issue[1] % YINGZE_ISSUE_PARTY_ORGS]
+            street_points = self._points_by_street[compound.street_code]
+            point = street_points[issue[1] % len(street_points)]
         request_id = f"SR{day:%Y%m%d}{k:07d}"
         received = datetime.combine(day, time(7, 30), TZ) + timedelta(minutes=rng.randint(0, 13 * 60))
         dispatched = received + timedelta(minutes=rng.randint(5, 90))
@@ -364,6 +465,8 @@ class Scenario:
             "channel": channel, "compound_code": compound.code, "handler": handler,
             "people_served": self.people_served(k),
         }
+        if issue is not None:
+            common |= {"handler": "党员", "issue_flag": issue[0], "party_org_code": compound.code}
         events = [
             {**common, "event": "received", "event_at": received, **self._requester(rng),
              "status_notes": f"{service_code}：居民来访登记"},
@@ -387,6 +490,31 @@ class Scenario:
         events.append({**common, "event": "closed", "event_at": closed,
                        "satisfaction": rng.choices([5, 4, 3, 2, 1], weights=[70, 20, 6, 3, 1])[0]})
         return events
+
+    @staticmethod
+    def issue_of(case_index: int) -> tuple[str, int] | None:
+        """(issue flag, issue number) of a hot or urgent case, None for the others: every programme
+        period has exactly YINGZE_HOT_ISSUES + YINGZE_URGENT_ISSUES of them, spread evenly over its
+        cases (an arithmetic function of the case index, so a night costs nothing to compute)."""
+        k, flagged = case_index, YINGZE_HOT_ISSUES + YINGZE_URGENT_ISSUES
+        if (k + 1) * flagged // PROGRAMME_MATTERS == k * flagged // PROGRAMME_MATTERS:
+            return None
+        j = k * flagged // PROGRAMME_MATTERS
+        cycle = j % flagged
+        hot = (cycle + 1) * YINGZE_HOT_ISSUES // flagged > cycle * YINGZE_HOT_ISSUES // flagged
+        return (ref_issue_zh("hot") if hot else ref_issue_zh("urgent")), j
+
+    @cached_property
+    def _issue_party_orgs(self) -> list[Compound]:
+        yingze = [c for c in self.compounds if c.district_code == "140106" and c.party_org_type != "none"]
+        return self._rng("issue-orgs").sample(yingze, YINGZE_ISSUE_PARTY_ORGS)
+
+    @cached_property
+    def _points_by_street(self) -> dict[str, list[Point]]:
+        out: dict[str, list[Point]] = {}
+        for p in self.points:
+            out.setdefault(p.street_code, []).append(p)
+        return out
 
     @cached_property
     def _compounds_by_street(self) -> dict[str, list[Compound]]:

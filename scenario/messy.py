@@ -187,7 +187,8 @@ def _streets_titles_merged_total(manifest: MessyManifest, registry: list[dict], 
                None, f"填报日期：{day.year}年{day.month}月{day.day}日", None, None])
     ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=8)
     # two-row header: columns 1-9 merged vertically, two groups merged horizontally above the rest
-    upper = STREET_HEADERS[:9] + ["党组织与自治组织", None, None, "网格力量", None, None]
+    upper = (STREET_HEADERS[:9] + ["党组织与自治组织", None, None, "网格力量", None, None]
+             + [None] * (width - 15))  # the optional columns (issue 23) under no group
     lower = [None] * 9 + STREET_HEADERS[9:]
     ws.append(upper)
     ws.append(lower)

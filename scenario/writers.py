@@ -20,9 +20,19 @@ MODE_ZH = {v: k for k, v in ref.PROPERTY_MODES.items()}
 PARTY_ZH = {v: k for k, v in ref.PARTY_ORG_TYPES.items()}
 COMMITTEE_ZH = {v: k for k, v in ref.OWNERS_COMMITTEES.items()}
 
+# the registry's optional columns (issue 23, ingest/feeds.py STREETS): header, row key
+STREET_PROGRAMME_COLUMNS = (
+    ("所属网格", "grid_code"), ("微网格数", "micro_grids"), ("网格助理数", "grid_assistants"),
+    ("党组织建在网格上", "party_org_on_grid"), ("党组织阵地数", "party_positions"),
+    ("党组织书记类型", "secretary_type"), ("兼职委员数", "part_time_members"), ("党员数", "party_members"),
+    ("物业党支部", "property_party_branch"), ("物业党建指导员数", "party_instructors"),
+    ("双组双建双监督", "dual_model"), ("自筹自管", "self_funding"), ("合并院落数", "courtyards_merged"),
+    ("微阵地数", "micro_positions"), ("在职党员报到数", "in_service_members"),
+)
 STREET_HEADERS = [
     "小区编码", "小区名称", "所属社区", "户数", "建筑面积(㎡)", "楼栋数", "物业服务方式", "物业企业",
     "过渡补贴起始月", "党组织类型", "党组织成立日期", "业委会/物管会", "楼栋长数", "单元长数", "党群服务站",
+    *(zh for zh, _ in STREET_PROGRAMME_COLUMNS),
 ]
 CANTEEN_HEADERS = [
     "流水号", "食堂编码", "就餐时间", "餐次", "人群类别", "就餐卡号", "年龄", "实付金额", "补贴金额", "支付方式",
@@ -39,7 +49,20 @@ def street_row_values(r: dict) -> list:
         r["party_org_since"].isoformat() if r["party_org_since"] else None,
         COMMITTEE_ZH[r["owners_committee"]], r["building_heads"], r["unit_heads"],
         "有" if r["service_station"] else "无",
+        *(_programme_cell(r.get(key)) for _, key in STREET_PROGRAMME_COLUMNS),
     ]
+
+
+SECRETARY_ZH = {v: k for k, v in ref.SECRETARY_TYPES.items()}
+
+
+def _programme_cell(value: object) -> object:
+    """An optional column's cell: 是/否 for a flag, the Chinese label of a secretary type, blank for None."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, str):
+        return SECRETARY_ZH.get(value, value)
+    return value
 
 ZH_CATEGORY = {v: k for k, v in ref.DINER_CATEGORIES.items()}
 

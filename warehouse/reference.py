@@ -53,6 +53,10 @@ PROPERTY_MODES = {
 }
 PARTY_ORG_TYPES = {"党支部": "branch", "党小组": "group", "联合党支部": "joint_branch", "无": "none"}
 OWNERS_COMMITTEES = {"业委会": "owners_committee", "物管会": "property_committee", "无": "none"}
+# 小区党组织书记: a party member living in the compound, a community cadre, or someone else (e.g. a unit's member)
+SECRETARY_TYPES = {"居民党员": "resident_member", "社区干部": "community_cadre", "其他": "other"}
+# a case the compound's party organisation handled as a hot issue (热点问题) or an urgent one (急难愁盼)
+ISSUE_FLAGS = {"热点问题": "hot", "急难愁盼": "urgent"}
 MEALS = {"早": "breakfast", "午": "lunch", "晚": "dinner"}
 DINER_CATEGORIES = {"老年人": "elderly", "儿童": "child", "残疾人": "disabled", "居民": "resident"}
 PAYMENT_METHODS = ("微信", "支付宝", "现金", "就餐卡")

@@ -136,10 +136,12 @@ def test_a_merge_reaching_past_the_data_fills_no_blank_row(tmp_path):
 def test_a_wide_merge_starting_before_the_header_is_known_is_cut_to_the_registry_columns(tmp_path):
     wb = one_sheet([row(1, community_code=None), row(2, community_code=None)], above=[["台账"]])
     ws = wb.active
-    ws["C3"], ws["P3"] = COMMUNITY, "核实中"
+    width = len(STREET_HEADERS)
+    ws["C3"], ws.cell(3, width + 1).value = COMMUNITY, "核实中"
     # row 3, the first data row, is read while the header is still being looked for (a two-row header?)
     ws.merge_cells("C3:C4")
-    ws.merge_cells("P3:AF4")  # a remark over 17 columns right of the registry's 15
+    # a remark over 17 columns right of the registry's (the optional ones included)
+    ws.merge_cells(start_row=3, start_column=width + 1, end_row=4, end_column=width + 17)
     loaded, rejections, numbers, _ = load(save(wb, tmp_path))
     assert rejections == [] and numbers == [3, 4]
     assert [loaded[code(i)]["community_code"] for i in (1, 2)] == [COMMUNITY] * 2
@@ -360,7 +362,7 @@ def test_formulas_without_a_value_and_excel_errors_are_rejected_saying_so(tmp_pa
     ws["E4"] = "#REF!"  # an error value (t="e")
     ws["D5"] = "#N/A"
     ws["B6"] = "#N/A"  # the name: today it would load as a compound called #N/A
-    ws["P2"] = "#REF!"  # outside the registry columns: no reason to reject the row
+    ws.cell(2, len(STREET_HEADERS) + 1).value = "#REF!"  # outside the registry columns: no reason to reject the row
     path = save(wb, tmp_path)
     # compound 6: a formula whose cached value is #DIV/0!; compound 7: a formula with its cached value
     rewrite(path, "xl/worksheets/sheet1.xml", lambda xml: re.sub(
@@ -513,3 +515,99 @@ def test_an_xls_or_password_protected_file_says_what_it_is(tmp_path):
         list(readers.read(STREETS, path))
     assert err.value.reason_code == "unreadable_workbook"
     assert "(.xls)" in str(err.value) and "password" in str(err.value)
+
+
+# ---------------------------------------------------------------- the optional programme columns (issue 23)
+
+BASE_HEADERS = STREET_HEADERS[:15]  # the registry as DESIGN.md section 5 lists it, without the optional columns
+PROGRAMME = {  # the optional columns, in STREET_HEADERS order, as an office fills them in
+    "grid_code": "14010500100101", "micro_grids": 2, "grid_assistants": "３", "party_org_on_grid": "是",
+    "party_positions": 1, "secretary_type": "居民党员", "part_time_members": 2, "party_members": 9,
+    "property_party_branch": "有", "party_instructors": 1, "dual_model": "√", "self_funding": "否",
+    "courtyards_merged": 3, "micro_positions": 0, "in_service_members": 12,
+}
+
+
+def programme_row(i: int, **changes) -> list:
+    return row(i) + list({**PROGRAMME, **changes}.values())
+
+
+def test_the_optional_columns_load_with_merged_cells_full_width_digits_and_placeholders(tmp_path):
+    wb = one_sheet([programme_row(1), programme_row(2, grid_code=None, party_instructors="-", secretary_type="/",
+                                                    in_service_members="无", dual_model="无"),
+                    programme_row(3, grid_code=None, micro_grids="２", courtyards_merged="—")],
+                   above=[["坞城街道小区（院落）台账"]])
+    ws = wb.active
+    grid = STREET_HEADERS.index("所属网格") + 1
+    ws.merge_cells(start_row=3, start_column=grid, end_row=5, end_column=grid)  # one grid over three compounds
+    loaded, rejections, numbers, _ = load(save(wb, tmp_path))
+    assert rejections == [] and numbers == [3, 4, 5]
+    first, second, third = (loaded[code(i)] for i in (1, 2, 3))
+    assert [r["grid_code"] for r in (first, second, third)] == ["14010500100101"] * 3
+    assert (first["micro_grids"], first["grid_assistants"], first["party_org_on_grid"]) == ("2", "3", "t")
+    assert (first["secretary_type"], first["part_time_members"], first["party_members"]) == ("resident_member", "2", "9")
+    assert (first["property_party_branch"], first["party_instructors"], first["dual_model"]) == ("t", "1", "t")
+    assert (first["self_funding"], first["courtyards_merged"], first["in_service_members"]) == ("f", "3", "12")
+    # placeholders: empty counts and types; 无 in a yes/no column is a "no"
+    assert [second[c] for c in ("party_instructors", "secretary_type", "in_service_members")] == [NULL] * 3
+    assert second["dual_model"] == "f"
+    assert (third["micro_grids"], third["courtyards_merged"]) == ("2", NULL)
+
+
+def test_a_workbook_without_the_optional_columns_stays_valid(tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "小区台账"
+    ws.append(BASE_HEADERS)
+    ws.append(row(1))
+    loaded, rejections, _, _ = load(save(wb, tmp_path))
+    assert rejections == []
+    got = loaded[code(1)]
+    assert got["households"] == "101"
+    assert [got[c] for c in PROGRAMME] == [NULL] * len(PROGRAMME)
+
+
+def test_the_optional_columns_under_their_english_aliases_in_any_order(tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["compound_code", "name", "property_mode", "Secretary_Type", "dual model", "GRID_CODE", "in_service_members"])
+    ws.append([code(1), "幸福1小区", "market", "community_cadre", "yes", "G-07", "５"])
+    loaded, rejections, _, _ = load(save(wb, tmp_path))
+    assert rejections == []
+    got = loaded[code(1)]
+    assert (got["secretary_type"], got["dual_model"], got["grid_code"], got["in_service_members"]) == (
+        "community_cadre", "t", "G-07", "5")
+
+
+def test_bad_values_in_the_optional_columns_reject_the_row_naming_the_column(tmp_path):
+    path = save(one_sheet([
+        programme_row(1),
+        programme_row(2, secretary_type="物业经理"),  # not one of 居民党员 / 社区干部 / 其他
+        programme_row(3, micro_grids="约5"),  # a clerk's estimate
+        programme_row(4, party_members=-3),
+        programme_row(5, dual_model="推广中"),
+        programme_row(6, courtyards_merged=2.5),
+    ]), tmp_path)
+    loaded, rejections, _, _ = load(path)
+    assert sorted(loaded) == [code(1)]
+    got = [(r.row_number, r.column, r.reason_code) for r in rejections]
+    assert got == [(3, "secretary_type", "bad_enum"), (4, "micro_grids", "bad_integer"),
+                   (5, "party_members", "negative_value"), (6, "dual_model", "bad_boolean"),
+                   (7, "courtyards_merged", "bad_integer")]
+    assert rejections[0].message.startswith(f"{path.name}, row 3 (sheet 小区台账), column secretary_type: ")
+    assert "居民党员" in rejections[0].message  # says what is accepted
+    assert rejections[0].raw_record["secretary_type"] == "物业经理"  # the row is kept, with its reason
+
+
+def test_a_header_naming_half_the_original_columns_is_still_the_header(tmp_path):
+    """The optional columns do not raise the bar for recognising a header: an office's workbook naming 7
+    of the 15 original columns was read before them and still is."""
+    assert STREETS.header_needed == 7
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["小区台账"])
+    ws.append(["小区编码", "小区名称", "所属社区", "户数", "物业服务方式", "党组织类型", "楼栋长数"])
+    ws.append([code(1), "幸福1小区", COMMUNITY, 120, "市场化物业", "党支部", 4])
+    loaded, rejections, numbers, _ = load(save(wb, tmp_path))
+    assert rejections == [] and numbers == [3]
+    assert (loaded[code(1)]["households"], loaded[code(1)]["grid_code"]) == ("120", NULL)

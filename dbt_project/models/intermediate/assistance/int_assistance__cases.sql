@@ -12,6 +12,8 @@
 -- dept_response_hours hours from escalation to the department's resolution
 -- handler             who handles the case now: the handler (a role: 党员, 网格员, 物业, 社工, 部门) of its latest
 --                     event that names one
+-- issue_flag          热点问题 hot / 急难愁盼 urgent, as its latest event flagging it says (null: neither)
+-- party_org_code      the compound whose party organisation handled it, as its latest event naming one says
 -- A case whose 'received' event predates the warehouse's history still has a row (received_at null),
 -- so that its resolution counts on the day it happens.
 -- One pass (a single GROUP BY over the events view) so that a filter on service_request_id reaches
@@ -34,7 +36,9 @@ with cases as (
         max(event_at) filter (where event = 'closed') as closed_at,
         (array_agg(satisfaction order by event_at desc) filter (where event = 'closed'))[1] as satisfaction,
         (array_agg(agency_responsible order by event_at) filter (where event = 'escalated'))[1] as agency_responsible,
-        (array_agg(handler order by event_at desc) filter (where handler is not null))[1] as handler
+        (array_agg(handler order by event_at desc) filter (where handler is not null))[1] as handler,
+        (array_agg(issue_flag order by event_at desc) filter (where issue_flag is not null))[1] as issue_flag,
+        (array_agg(party_org_code order by event_at desc) filter (where party_org_code is not null))[1] as party_org_code
     from {{ ref('stg_assistance__case_events') }}
     group by point_code, service_request_id
 )
@@ -59,6 +63,8 @@ select
     c.satisfaction,
     c.agency_responsible,
     c.handler,
+    c.issue_flag,
+    c.party_org_code,
     c.escalated_at is not null as escalated,
     c.resolved_at is not null and c.escalated_at is null as resolved_in_grid,
     round((extract(epoch from c.resolved_at - c.received_at) / 3600.0)::numeric, 2) as hours_to_resolve,

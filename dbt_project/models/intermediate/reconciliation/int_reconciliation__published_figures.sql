@@ -21,6 +21,31 @@ district as (
     where p.scope_level = 'district'
 ),
 
+-- the registry's optional columns (issue 23): party organisation and grid measures, district and street rows
+party as (
+    select o.*, g.grids, g.micro_grids, g.grid_assistants
+    from {{ ref('mart_party_organisation') }} as o
+    inner join {{ ref('mart_grid_coverage') }} as g using (service_date, scope_level, scope_code)
+    inner join latest as l on l.service_date = o.service_date
+),
+
+-- the published streets, by the key seed-facts.yaml gives them (warehouse/reference.py: 迎泽区' streets 1-3)
+street_keys (street_key, street_code) as (
+    values ('liuxiang', '140106001'), ('wenmiao', '140106002'), ('miaoqian', '140106003')
+),
+
+-- 迎泽区' hot and urgent issues solved over the programme period, and the party organisations solving them
+issues as (
+    select c.district_code,
+        count(*) filter (where c.issue_flag = 'hot') as hot_solved,
+        count(*) filter (where c.issue_flag = 'urgent') as urgent_solved,
+        count(distinct c.party_org_code) as party_orgs
+    from {{ ref('fct_assistance_case') }} as c
+    where c.received_date between date '2023-01-01' and date '2023-10-31'
+        and c.resolved_at is not null and c.issue_flag is not null
+    group by c.district_code
+),
+
 warehouse as (
     select d.scope_code, f.figure_key, f.value
     from district as d
@@ -41,6 +66,54 @@ warehouse as (
         ('party_service_stations', d.service_stations)
     ) as f (figure_key, value)
     union all
+    select d.scope_code, f.figure_key, f.value
+    from party as d
+    cross join lateral (values
+        ('micro_grids', d.micro_grids::numeric),
+        ('grid_assistants', d.grid_assistants),
+        ('xinyuan_model_replicated_to', d.dual_model_compounds),
+        ('party_org_grid_alignment_rate', round(d.party_org_grid_alignment_rate, 2)),
+        ('party_positions', d.party_positions),
+        ('party_members_registered', d.party_members_registered),
+        ('secretaries_resident_members', d.secretaries_resident_members),
+        ('secretaries_community_cadres', d.secretaries_community_cadres),
+        ('part_time_committee_members', d.part_time_committee_members),
+        ('property_party_instructors', d.property_party_instructors),
+        ('property_company_party_branches', d.property_company_party_branches),
+        ('self_funding_no_property_compounds', d.self_funding_compounds)
+    ) as f (figure_key, value)
+    where d.scope_level = 'district'
+    union all
+    select k.street_key, f.figure_key, f.value
+    from party as d
+    inner join street_keys as k on k.street_code = d.scope_code
+    cross join lateral (values
+        ('streets.miaoqian.courtyards_before', d.courtyards_merged::numeric),
+        ('streets.miaoqian.compounds_after', d.compounds_from_courtyards),
+        ('streets.liuxiang.micro_positions', d.micro_positions),
+        ('streets.wenmiao.in_service_members', d.in_service_members)
+    ) as f (figure_key, value)
+    where d.scope_level = 'street'
+    union all
+    select i.district_code, f.figure_key, f.value
+    from issues as i
+    cross join lateral (values
+        ('hot_issues_solved', i.hot_solved::numeric),
+        ('urgent_issues_solved', i.urgent_solved),
+        ('compound_party_orgs_solving_issues', i.party_orgs)
+    ) as f (figure_key, value)
+    union all
+    -- a stock at the programme's end: the transitions over by 2023-10-31, every one now on market service
+    select '140105', 'subsidy_transitions_ending_soon_all_marketised', count(distinct compound_code)
+    from {{ ref('mart_subsidy_ledger') }}
+    where district_code = '140105' and ended_to_market and transition_end_date < date '2023-10-31'
+    union all
+    -- beneficiaries over the programme period: distinct diner cards (keyed hashes) of the counted meals;
+    -- distinct cards do not add up over mart_canteen_beneficiaries' months, so they are counted here
+    select '140100', 'canteen_beneficiaries', count(distinct m.diner_card_hash)
+    from {{ ref('stg_canteens__meals') }} as m
+    where m.service_date between date '2023-01-01' and date '2023-10-31' and {{ canteen_meal_counts('m') }}
+    union all
     select '140100', 'owners_committee_coverage_rate',
         round(sum(compounds_with_owners_committee)::numeric / nullif(sum(compounds), 0), 2)
     from district
@@ -49,7 +122,9 @@ warehouse as (
     from {{ ref('fct_canteen_day') }}
     union all
     select '140100', 'canteen_person_times_per_day', round(avg(person_times))
-    from (select service_date, sum(person_times) as person_times from {{ ref('fct_canteen_day') }} group by 1) as d
+    from (
+        select service_date, sum(person_times) as person_times from {{ ref('fct_canteen_day') }} group by service_date
+    ) as d
     union all
     -- points in operation: those whose nightly file arrived (an empty file means "no events today"),
     -- so the figure holds for any night, not only once every point has had a case
@@ -85,7 +160,15 @@ expressed (figure_key) as (
         ('party_branches_compound_or_grid'), ('party_groups'), ('building_heads'), ('unit_heads'),
         ('party_service_stations'), ('owners_committee_coverage_rate'), ('canteens_with_assistance_desk'),
         ('canteen_person_times_per_day'), ('assistance_points'), ('assistance_matters_handled'),
-        ('assistance_person_times'), ('subsidy_spent_yuan'), ('subsidy_yuan_per_m2_month'), ('subsidy_months')
+        ('assistance_person_times'), ('subsidy_spent_yuan'), ('subsidy_yuan_per_m2_month'), ('subsidy_months'),
+        ('micro_grids'), ('grid_assistants'), ('xinyuan_model_replicated_to'), ('party_org_grid_alignment_rate'),
+        ('party_positions'), ('party_members_registered'), ('secretaries_resident_members'),
+        ('secretaries_community_cadres'), ('part_time_committee_members'), ('property_party_instructors'),
+        ('property_company_party_branches'), ('self_funding_no_property_compounds'),
+        ('streets.miaoqian.courtyards_before'), ('streets.miaoqian.compounds_after'),
+        ('streets.liuxiang.micro_positions'), ('streets.wenmiao.in_service_members'), ('hot_issues_solved'),
+        ('urgent_issues_solved'), ('compound_party_orgs_solving_issues'),
+        ('subsidy_transitions_ending_soon_all_marketised'), ('canteen_beneficiaries')
 )
 
 select
@@ -100,9 +183,12 @@ select
         when p.approx then abs(w.value - p.value) <= 0.05 * p.value
         else w.value = p.value
     end as matches,
-    -- cumulative figures: the cases received over the programme period, and the subsidy of all 150
-    -- transitions (the last of them start in October 2023)
-    p.figure_key in ('assistance_matters_handled', 'assistance_person_times', 'subsidy_spent_yuan')
+    -- cumulative figures: the cases received over the programme period (matters, person-times, hot and
+    -- urgent issues and the party organisations solving them), the diner cards seen over it, and the
+    -- subsidy of all 150 transitions (the last of them start in October 2023), the transitions over by its end
+    p.figure_key in ('assistance_matters_handled', 'assistance_person_times', 'subsidy_spent_yuan',
+        'hot_issues_solved', 'urgent_issues_solved', 'compound_party_orgs_solving_issues', 'canteen_beneficiaries',
+        'subsidy_transitions_ending_soon_all_marketised')
         as needs_programme_period,
     (select service_date from latest) as registry_as_of
 from {{ ref('published_figures') }} as p

@@ -29,6 +29,8 @@ select
     resolved_in_grid,
     agency_responsible,
     handler,
+    issue_flag,
+    party_org_code,
     dept_response_hours,
     satisfaction
 from {{ ref('int_assistance__cases') }}

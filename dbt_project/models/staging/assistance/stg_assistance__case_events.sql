@@ -31,6 +31,8 @@ select
     agency_responsible,
     people_served,
     satisfaction,
+    issue_flag,  -- optional (issue 23): hot / urgent
+    party_org_code,  -- optional (issue 23): the compound whose party organisation handled the case
     requester_phone_masked,
     requester_id_valid,
     _load_id as load_id

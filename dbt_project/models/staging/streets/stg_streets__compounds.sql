@@ -38,6 +38,22 @@ select
     building_heads,
     unit_heads,
     service_station,
+    -- optional columns (issue 23): null where the street's workbook does not carry them
+    grid_code,
+    micro_grids,
+    grid_assistants,
+    party_org_on_grid,
+    party_positions,
+    secretary_type,
+    part_time_members,
+    party_members,
+    property_party_branch,
+    party_instructors,
+    dual_model,
+    self_funding,
+    courtyards_merged,
+    micro_positions,
+    in_service_members,
     property_mode <> 'none' as has_property_service,
     (
         property_mode in ('none', 'red_property', 'unit_assisted', 'community_fallback', 'subsidy_transition')
