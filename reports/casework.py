@@ -1,7 +1,8 @@
 """The per-case figures an official acts on, read from the published marts (marts.fct_assistance_case
-with the compound and community dimensions): per community of a street, the street's open cases past
-the overnight mark and its escalations waiting for a department, a district's compounds with the most
-open cases, and a district's streets ranked against their own last seven days.
+with the compound and community dimensions, and mart_community_canteen_day): per community of a street
+its cases and canteen person-times, the street's open cases past the overnight mark and its escalations
+waiting for a department, a district's compounds with the most open cases, and a district's streets
+ranked against their own last seven days.
 
 "As of" a service day means at its cut-off, 24:00 Asia/Shanghai of that day: the night's files hold
 the events up to then, and the email goes out before 09:00 of the next day. A case is past the
@@ -30,23 +31,31 @@ def cutoff(day: date) -> datetime:
 
 
 def communities(conn: psycopg.Connection, street_code: str, day: date) -> list[dict]:
-    """Per community of the street: received, resolved and open cases, and the overnight cohort."""
+    """Per community of the street: its name, received, resolved and open cases, the overnight cohort,
+    and the person-times of its canteens (marts.mart_community_canteen_day: canteens seed's community)."""
     return conn.execute(
         f"""with cases as (
                 select c.received_date, c.resolved_date, c.resolved_overnight, k.community_code
                 from marts.fct_assistance_case c left join marts.dim_compound k using (compound_code)
-                where c.street_code = %(street)s and {CASE_COUNTS})
-            select coalesce(m.community_code, c.community_code) as community_code,
-                   count(c.*) filter (where c.received_date = %(day)s) as cases_received,
-                   count(c.*) filter (where c.resolved_date = %(day)s) as cases_resolved,
-                   count(c.*) filter (where c.received_date <= %(day)s
-                                        and (c.resolved_date is null or c.resolved_date > %(day)s)) as cases_open,
-                   count(c.*) filter (where c.received_date = %(day)s - 1) as overnight_cohort,
-                   count(c.*) filter (where c.received_date = %(day)s - 1 and c.resolved_overnight)
-                       as overnight_resolved
-            from (select community_code from marts.dim_community where street_code = %(street)s) m
-            full join cases c using (community_code)
-            group by 1 order by 1 nulls last""",
+                where c.street_code = %(street)s and {CASE_COUNTS}),
+            counts as (
+                select coalesce(m.community_code, c.community_code) as community_code,
+                       min(m.community_name) as community_name,
+                       count(c.*) filter (where c.received_date = %(day)s) as cases_received,
+                       count(c.*) filter (where c.resolved_date = %(day)s) as cases_resolved,
+                       count(c.*) filter (where c.received_date <= %(day)s
+                                            and (c.resolved_date is null or c.resolved_date > %(day)s)) as cases_open,
+                       count(c.*) filter (where c.received_date = %(day)s - 1) as overnight_cohort,
+                       count(c.*) filter (where c.received_date = %(day)s - 1 and c.resolved_overnight)
+                           as overnight_resolved
+                from (select community_code, community_name from marts.dim_community
+                      where street_code = %(street)s) m
+                full join cases c using (community_code)
+                group by 1)
+            select counts.*, coalesce(ct.person_times, 0) as canteen_person_times
+            from counts left join marts.mart_community_canteen_day ct
+                 on ct.community_code = counts.community_code and ct.service_date = %(day)s
+            order by counts.community_code nulls last""",
         {"street": street_code, "day": day}).fetchall()
 
 

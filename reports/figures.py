@@ -15,14 +15,14 @@ from datetime import date, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from reports import casework
+from reports import casework, city_figures
 from warehouse.connections import BI_READER, connect_as
 from warehouse.conninfo import ConnInfo
 
 TREND_DAYS = 30
 # what the figures read: all of them exist once a night has been published
 PUBLISHED_TABLES = ("marts.mart_street_daily_scorecard", "marts.mart_property_coverage", "marts.mart_party_coverage",
-                    "marts.dim_district", "marts.dim_street")
+                    "marts.dim_district", "marts.dim_street", "marts.mart_community_canteen_day")
 COUNT_KEYS = ("cases_received", "cases_resolved", "cases_backlog", "cases_escalated", "people_served",
               "canteen_person_times")
 
@@ -47,7 +47,7 @@ class ScopeReport:
     scope: Scope
     service_date: date
     days: dict[date, dict] = field(default_factory=dict)  # day -> KPI row, last TREND_DAYS days
-    breakdown: list[dict] = field(default_factory=list)  # districts (city) or streets (district)
+    breakdown: list[dict] = field(default_factory=list)  # district: its streets
     attention: list[dict] = field(default_factory=list)
     submissions: list[dict] = field(default_factory=list)  # per source, from the ledger (reports.night)
     notes: list[str] = field(default_factory=list)  # the night's status in plain Chinese (reports.night)
@@ -58,6 +58,9 @@ class ScopeReport:
     ranking: list[dict] = field(default_factory=list)  # district: streets vs their last 7 days
     worst_compounds: list[dict] = field(default_factory=list)  # district: most open cases
     problems: list[dict] = field(default_factory=list)  # reporters missing or held, per street (reports.night)
+    districts: list[dict] = field(default_factory=list)  # city: each district's key figures (reports.city_figures)
+    reconciliation: dict | None = None  # city, a month's last service day: published figures vs the warehouse's
+    notified: dict[str, int] | None = None  # city: reporters notified tonight, by reason (reports.notices)
 
     @property
     def today(self) -> dict | None:
@@ -114,7 +117,8 @@ select * from sc full join pc using (service_date) full join py using (service_d
 """
 
 
-def _kpis(row: dict) -> dict:
+def kpis(row: dict) -> dict:
+    """The key figures of one row of sums (a day, or a district): counts, and rates from their numerators."""
     out = {k: int(row[k] or 0) for k in COUNT_KEYS}
     out["overnight_cohort"] = int(row["overnight_cohort"] or 0)
     out["overnight_resolution_rate"] = _ratio(row["overnight_resolved"], row["overnight_cohort"])
@@ -138,7 +142,7 @@ def load_report(wh: ConnInfo, scope: Scope, day: date) -> ScopeReport:
             return report
         rows = conn.execute(KPI_SQL.format(where=where, where_scope=scope_where),
                             (*args, first, day, *args, first, day, *args, first, day)).fetchall()
-        report.days = {r["service_date"]: _kpis(r) for r in rows}
+        report.days = {r["service_date"]: kpis(r) for r in rows}
         report.breakdown = _breakdown(conn, scope, day)
         report.attention = _attention(conn, scope, day) if scope.level == "city" else []
         _casework(conn, report)
@@ -154,15 +158,17 @@ def _casework(conn: psycopg.Connection, report: ScopeReport) -> None:
     elif scope.level == "district":
         report.ranking = casework.street_ranking(conn, scope.code, day)
         report.worst_compounds = casework.worst_compounds(conn, scope.code, day)
+    elif scope.level == "city":
+        report.districts = [{"district_code": r["district_code"], "name": r["district_name"], **kpis(r)}
+                            for r in city_figures.district_rows(conn, day)]
+        if city_figures.reconciliation_night(day):
+            report.reconciliation = city_figures.published_figures(conn)
 
 
 def _breakdown(conn: psycopg.Connection, scope: Scope, day: date) -> list[dict]:
-    if scope.level == "street":
+    if scope.level != "district":  # the city's districts side by side: report.districts (reports.city_figures)
         return []
-    if scope.level == "city":
-        unit, name_sql = "district_code", "(select district_name from marts.dim_district d where d.district_code = s.unit)"
-    else:
-        unit, name_sql = "street_code", "(select street_name from marts.dim_street d where d.street_code = s.unit)"
+    unit, name_sql = "street_code", "(select street_name from marts.dim_street d where d.street_code = s.unit)"
     where, args = scope.filter_sql()
     rows = conn.execute(
         f"""with s as (

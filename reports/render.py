@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from html import escape
 
+from reports.city import city_blocks
 from reports.figures import ScopeReport
 from reports.night import submission_line
-from reports.sections import block_html, block_text, blocks_for
+from reports.sections import Block, block_html, block_text, blocks_for
 
 LEVEL_NAMES = {"city": "全市", "district": "区县", "street": "街道"}
 # (key, label, kind): kind decides formatting
@@ -54,7 +55,7 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
         for key, label, kind in KEY_FIGURES:
             lines.append(f"{label}：{fmt(today.get(key), kind)}（前一日 {fmt(prev.get(key), kind)}，"
                          f"近7日均值 {fmt(week.get(key), kind)}）")
-    if report.breakdown:
+    if report.breakdown:  # a district's streets (the city's districts: reports.city)
         lines += ["", "分区情况："]
         for r in report.breakdown:
             lines.append(f"  {r['name'] or r['unit']}：受理 {fmt(r['cases_received'])}，办结 {fmt(r['cases_resolved'])}，"
@@ -62,7 +63,7 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
                          f"食堂 {fmt(r['canteen_person_times'])} 人次")
     if report.days:
         lines += trend_lines(report)
-    for block in blocks_for(report):
+    for block in acting_blocks(report):
         lines += block_text(block)
     if report.attention:
         lines += ["", "需关注的街道："]
@@ -79,6 +80,11 @@ def render_text(report: ScopeReport, dq_line: str, links: dict[str, str]) -> str
     lines += [f"{label}：{url}" for label, url in links.items()]
     lines += ["", "本邮件由社区治理数据平台自动生成，不含个人信息。"]
     return "\n".join(lines)
+
+
+def acting_blocks(report: ScopeReport) -> list[Block]:
+    """The sections an official acts on: the street's or district's (reports.sections), the city's (reports.city)."""
+    return city_blocks(report) if report.scope.level == "city" else blocks_for(report)
 
 
 def trend_days(report: ScopeReport) -> list:
@@ -154,13 +160,12 @@ def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_c
         sections.append(_section(trend_title(report), f'<img src="cid:{CHART_CID}" width="600" alt="受理、办结与解决不隔夜率趋势" '
                                             'style="display:block;width:100%;max-width:600px;height:auto;border:0;">'))
     if report.breakdown:
-        unit = "区县" if report.scope.level == "city" else "街道"
-        sections.append(_section(f"分{unit}情况", _table(
-            [unit, "受理", "办结", "不隔夜率", "积压", "食堂人次"],
+        sections.append(_section("分街道情况", _table(
+            ["街道", "受理", "办结", "不隔夜率", "积压", "食堂人次"],
             [[r["name"] or r["unit"], fmt(r["cases_received"]), fmt(r["cases_resolved"]),
               fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"]), fmt(r["canteen_person_times"])]
              for r in report.breakdown])))
-    sections += [_section(block.title, block_html(block)) for block in blocks_for(report)]
+    sections += [_section(block.title, block_html(block)) for block in acting_blocks(report)]
     if report.attention:
         sections.append(_section("需关注的街道", _table(
             ["街道", "原因", "不隔夜率", "积压"],

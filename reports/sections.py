@@ -14,8 +14,9 @@ RED, GREY, LINE = "#b91c1c", "#6b7280", "#e5e7eb"
 TCELL = f"padding:5px 4px;border-bottom:1px solid {LINE};font-size:13px;"
 THEAD = f"padding:5px 4px;background:{RED};color:#ffffff;font-size:12px;text-align:left;"
 NUM = "text-align:right;white-space:nowrap;"
-COMMUNITY_COUNTS = ("cases_received", "cases_resolved", "cases_open", "overnight_cohort", "overnight_resolved")
-TOTAL_LABELS = ("街道合计",)  # a table's summing row, set in bold
+COMMUNITY_COUNTS = ("cases_received", "cases_resolved", "cases_open", "overnight_cohort", "overnight_resolved",
+                    "canteen_person_times")
+TOTAL_LABELS = ("街道合计", "全市合计")  # a table's summing row, set in bold
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Block:
     lines: list[str] = field(default_factory=list)
     empty: str = ""  # said when there is nothing to list
     note: str = ""
+    link: tuple[str, str] | None = None  # (label, url) under the section, in both parts
 
 
 def _int(v) -> str:
@@ -50,15 +52,19 @@ def _local(ts) -> str:
     return ts.astimezone(TZ).strftime("%m-%d %H:%M")
 
 
-def community_label(code: str | None) -> str:
-    # the marts have no community names yet: the code's own number within its street
-    return "未登记小区" if code is None else f"社区{code[-3:]}"
+def community_label(row: dict) -> str:
+    """A community by its name (community_names seed, through dim_community); a code the seed does not
+    name by the code's own number within its street; cases of no registered community as such."""
+    if row.get("community_code") is None:
+        return "未登记小区"
+    return row.get("community_name") or f"社区{row['community_code'][-3:]}"
 
 
 def street_blocks(report: ScopeReport) -> list[Block]:
     active = [r for r in report.communities if any(r[k] for k in COMMUNITY_COUNTS)]
-    rows = [[community_label(r["community_code"]), _int(r["cases_received"]), _int(r["cases_resolved"]),
-             _int(r["cases_open"]), _rate(_ratio(r["overnight_resolved"], r["overnight_cohort"])), "—"]
+    rows = [[community_label(r), _int(r["cases_received"]), _int(r["cases_resolved"]),
+             _int(r["cases_open"]), _rate(_ratio(r["overnight_resolved"], r["overnight_cohort"])),
+             _int(r["canteen_person_times"])]
             for r in active]
     quiet = len(report.communities) - len(active)
     today = report.today or {}
@@ -67,10 +73,13 @@ def street_blocks(report: ScopeReport) -> list[Block]:
         rows.append(["街道合计", _int(total["cases_received"]), _int(total["cases_resolved"]), _int(total["cases_open"]),
                      _rate(_ratio(total["overnight_resolved"], total["overnight_cohort"])),
                      _int(today.get("canteen_person_times"))])
+    unplaced = (today.get("canteen_person_times") or 0) - sum(r["canteen_person_times"] for r in report.communities)
     blocks = [Block("分社区情况", ["社区", "受理", "办结", "未办结", "不隔夜率", "食堂人次"], rows,
                     empty="本服务日无分社区数据。",
-                    note=(f"其余 {quiet} 个社区本服务日无事项。" if quiet else "")
-                    + "社区以其编码末三位标识；社区食堂按街道登记，服务人次只计入街道合计。")]
+                    note=(f"其余 {quiet} 个社区本服务日无事项、无食堂就餐。" if quiet else "")
+                    + "食堂人次按食堂所在社区计；"
+                    + (f"未登记所在社区的食堂 {unplaced:,} 人次只计入街道合计。" if unplaced
+                       else "各食堂均已登记所在社区。"))]
     blocks.append(Block("隔夜未办结事项", cards=[_overdue_card(r) for r in report.overdue],
                         empty="无：前一日及更早受理的事项均已办结。",
                         note="受理后至次日9时仍未办结的事项，时长计至服务日24时，按受理先后排列。"))
@@ -146,6 +155,8 @@ def block_text(block: Block) -> list[str]:
         lines.append(f"  {block.empty}")
     elif block.note:
         lines.append(f"  （{block.note}）")
+    if block.link:
+        lines.append(f"  {block.link[0]}：{block.link[1]}")
     return lines
 
 
@@ -167,6 +178,9 @@ def block_html(block: Block) -> str:
         inner = f'<div style="font-size:13px;color:{GREY};">{escape(block.empty)}</div>'
     if block.note and (block.rows or block.cards or block.lines):
         inner += f'<div style="font-size:12px;color:{GREY};padding-top:4px;">{escape(block.note)}</div>'
+    if block.link:
+        inner += (f'<div style="font-size:12px;padding-top:4px;"><a href="{escape(block.link[1])}" '
+                  f'style="color:{RED};">{escape(block.link[0])}</a></div>')
     return inner
 
 

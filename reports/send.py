@@ -35,6 +35,7 @@ from reports import night
 from reports.chart import trend_png
 from reports.figures import Scope, ScopeReport, load_report
 from reports.mail import DEFAULT_FROM, REFUSED, deliver
+from reports.notices import notice_counts
 from reports.render import CHART_CID, render_html, render_text, subject, trend_days, trend_title
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
@@ -121,6 +122,8 @@ def compose(wh: ConnInfo, scope: Scope, service_date: date, dq: dict, files: lis
     found = night.notes(dq, files, scope.level, scope.code)
     report.notes, report.submissions = found.lines, found.submissions
     report.problems = night.problems_by_street(files, scope.level, scope.code)
+    if scope.level == "city":  # the notices run for the night before the summary (gov_ingest, then gov_publish)
+        report.notified = notice_counts(wh, service_date)
     return report
 
 

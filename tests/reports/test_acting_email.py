@@ -2,8 +2,10 @@
 a real SMTP sink, headless Chromium), checked against the generator's own events, never against the
 mart the email reads.
 
-Two published nights (the 5th and the 6th); on the 6th one canteen of 庙前街道 sends nothing and
-another sends its file twice over (held as a doubled file).
+Two published nights, the 30th and the 31st of October (a month's last night: the city email then
+compares with the published figures); on the 31st one canteen of 庙前街道 sends nothing, another sends
+its file twice over (held as a doubled file), and one meal of a 坞城街道 canteen has a meal type that is
+not one of the choices (a rejected row). The reporters' notices of the 31st are sent before the emails.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from warehouse.settings import TZ
 
 pytestmark = pytest.mark.integration
 
-DAY1, DAY = date(2023, 11, 5), date(2023, 11, 6)
+DAY1, DAY = date(2023, 10, 30), date(2023, 10, 31)
 CUTOFF = datetime.combine(DAY + timedelta(days=1), time(0), TZ)
 MIAOQIAN = "140106003"
+WUCHENG_CANTEEN = "CT140105001001"
 
 
 @pytest.fixture(scope="module")
 def published(server_url, local_dir, tmp_path_factory):
     from orchestration import steps
+    from reports.notices import send_notices
     from scenario.generator import Scenario
     from warehouse.bootstrap import bootstrap
 
@@ -53,6 +57,7 @@ def published(server_url, local_dir, tmp_path_factory):
             nights[day] = scenario.write_night(day, landing)
             if day == DAY:
                 withheld, doubled = _spoil_two_canteens(landing / "canteens" / day.isoformat())
+                rejected = _spoil_one_meal(landing / "canteens" / day.isoformat() / f"{WUCHENG_CANTEEN}.csv")
             d = day.isoformat()
             for feed in settings.FEEDS:
                 steps.load_feed(connections.warehouse(), feed, d)
@@ -60,8 +65,9 @@ def published(server_url, local_dir, tmp_path_factory):
             steps.build_marts(connections.warehouse(), d)
             steps.validate_marts(connections.warehouse(), [d], run_id=f"marts-{d}")
             steps.publish(connections.warehouse(), [d], run_id=f"pub-{d}")
+        notified = send_notices(connections.warehouse(), DAY)  # as gov_ingest does, before the summaries
         yield {"wh": wh, "outbox": outbox, "nights": nights, "scenario": scenario, "withheld": withheld,
-               "doubled": doubled}
+               "doubled": doubled, "rejected": rejected, "landing": landing, "notified": notified}
     finally:
         sink.stop()
         mp.undo()
@@ -74,6 +80,23 @@ def _spoil_two_canteens(folder) -> tuple[str, str]:
     lines = files[1].read_text(encoding="utf-8").splitlines(keepends=True)
     files[1].write_text("".join(lines + lines[1:]), encoding="utf-8")  # every record twice
     return files[0].stem, files[1].stem
+
+
+def _spoil_one_meal(path) -> str:
+    """The first record's meal type becomes one the readers do not accept; returns its record id."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    cells = lines[1].split(",")
+    cells[3] = "夜宵"
+    lines[1] = ",".join(cells)
+    path.write_text("".join(lines), encoding="utf-8")
+    return cells[0]
+
+
+def counted_meals(published) -> list[dict]:
+    """The meals of the service day that reached the marts: not the withheld or held canteens', not the rejected one."""
+    spoilt = {published["withheld"], published["doubled"]}  # no data of theirs reached raw
+    return [m for m in published["nights"][DAY].meals
+            if m["canteen_code"] not in spoilt and m["record_id"] != published["rejected"]]
 
 
 def send(published, level: str, code: str, name: str) -> email.message.EmailMessage:
@@ -212,9 +235,7 @@ def test_street_email_community_table_adds_up_to_the_generated_cases(published):
                   if p[2:11] == street and c.get("received") and open_at_cutoff(c))
     [total] = [line for line in listed(text_of(msg), "分社区情况") if line.startswith("  街道合计：")]
     assert f"受理 {received:,}，" in total and f"未办结 {backlog:,}，" in total
-    spoilt = {published["withheld"], published["doubled"]}  # no data of theirs reached raw
-    meals = sum(1 for m in published["nights"][DAY].meals if m["canteen_code"][2:11] == street
-                and m["canteen_code"] not in spoilt)
+    meals = sum(1 for m in counted_meals(published) if m["canteen_code"][2:11] == street)
     assert total.endswith(f"食堂人次 {meals:,}")
 
 
@@ -302,16 +323,17 @@ NUMBER = r"[+-]?\d[\d,]*(?:\.\d+)?%?"
 
 
 def visible_numbers(html: str) -> set[str]:
-    body = re.sub(r"<[^>]+>", " ", html.split("<body", 1)[1])
+    body = re.sub(r"<[^>]+>", " ", html.split("<body", 1)[1].split(">", 1)[1])  # not the body tag's own style
     return set(re.findall(NUMBER, body))
 
 
-@pytest.mark.parametrize("level", ["street", "district"])
+@pytest.mark.parametrize("level", ["street", "district", "city"])
 def test_text_part_carries_every_figure_and_html_fits_a_phone(published, level, tmp_path):
     from reports.render_check import render_eml, scroll_width
 
     street = busiest_overdue_street(published)
-    code, name = (street, street_names()[street]) if level == "street" else (street[:6], "本区")
+    code, name = {"street": (street, street_names()[street]), "district": (street[:6], "本区"),
+                  "city": ("140100", "太原市")}[level]
     msg, eml = send(published, level, code, name)
     text = text_of(msg)
     missing = visible_numbers(html_of(msg)) - set(re.findall(NUMBER, text))
@@ -333,6 +355,166 @@ def test_published_nights_are_in_the_marts(published):
     assert DAY1 in days and DAY in days
 
 
+# --- community names and canteens per community (the street email) --------------------------------
+
+def seed(name: str) -> list[dict]:
+    with (settings.DBT_PROJECT_DIR / "seeds" / f"{name}.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_street_email_names_its_communities_and_their_canteen_person_times(published):
+    """Each community row carries the community's name (community_names seed) and the person-times of the
+    canteens the canteens seed places in it, counted from the generator's meals."""
+    street = WUCHENG_CANTEEN[2:11]  # its canteen lost a rejected meal: the count must leave it out
+    names = {r["community_code"]: r["community_name"] for r in seed("community_names")}
+    community_of = {r["canteen_code"]: r["community_code"] for r in seed("canteens")}
+    meals: dict[str, int] = {}
+    for m in counted_meals(published):
+        if m["canteen_code"][2:11] == street:
+            meals[community_of[m["canteen_code"]]] = meals.get(community_of[m["canteen_code"]], 0) + 1
+    assert len(meals) >= 2
+    msg, _ = send(published, "street", street, street_names()[street])
+    rows = {line.strip().split("：", 1)[0]: line for line in listed(text_of(msg), "分社区情况") if "：受理" in line}
+    for community, n in meals.items():
+        assert rows[names[community]].endswith(f"食堂人次 {n:,}"), (names[community], n)
+    assert not [label for label in rows if re.fullmatch(r"社区\d{3}", label)]  # names, not code numbers
+    assert rows["街道合计"].endswith(f"食堂人次 {sum(meals.values()):,}")
+    html = html_of(msg)
+    assert all(names[c] in html for c in meals)
+
+
+# --- the city email -------------------------------------------------------------------------------
+
+def district_of(code: str) -> str:
+    return code[:6] if code.isdigit() else code[2:8]
+
+
+def expected_districts(published) -> dict[str, dict]:
+    """Per district, from the generator: received on the day, open at the cut-off, the overnight rate of
+    the day before's cases, and the counted meals."""
+    nine = datetime.combine(DAY, time(9), TZ)
+    out = {r["district_name"]: {"code": r["district_code"], "received": 0, "backlog": 0, "cohort": 0, "fast": 0,
+                                "meals": 0} for r in seed("districts")}
+    by_code = {v["code"]: v for v in out.values()}
+    for (point, _), c in cases(published).items():
+        if not c.get("received"):
+            continue
+        d, day = by_code[district_of(point)], at(c["received"]).astimezone(TZ).date()
+        d["received"] += day == DAY
+        d["backlog"] += open_at_cutoff(c)
+        if day == DAY1:
+            d["cohort"] += 1
+            d["fast"] += not open_at_nine(c, nine)
+    for m in counted_meals(published):
+        by_code[district_of(m["canteen_code"])]["meals"] += 1
+    return out
+
+
+def rate_text(part: int, whole: int) -> str:
+    return "—" if not whole else f"{part / whole * 100:.1f}%"
+
+
+def test_city_email_sets_the_districts_side_by_side_as_the_generator_counts_them(published):
+    expected = expected_districts(published)
+    assert sum(d["received"] for d in expected.values()) > 50 and sum(d["meals"] > 0 for d in expected.values()) >= 5
+    msg, _ = send(published, "city", "140100", "太原市")
+    text = text_of(msg)
+    work = {line.strip().split("：", 1)[0]: line for line in listed(text, "各区县办事情况") if "：受理" in line}
+    service = {line.strip().split("：", 1)[0]: line for line in listed(text, "各区县服务情况") if "：吹哨" in line}
+    assert list(work)[:-1] == list(expected) and list(work)[-1] == "全市合计"  # every district, in code order
+    for name, e in expected.items():
+        assert f"受理 {e['received']:,}，" in work[name], name
+        assert f"不隔夜率 {rate_text(e['fast'], e['cohort'])}，" in work[name], name
+        assert work[name].endswith(f"积压 {e['backlog']:,}"), name
+        assert service[name].endswith(f"食堂人次 {e['meals']:,}"), name
+    assert service["全市合计"].endswith(f"食堂人次 {sum(e['meals'] for e in expected.values()):,}")
+    coverage = [line for line in listed(text, "各区县覆盖情况") if "：小区" in line]
+    compounds = {}
+    for k in published["scenario"].compounds:
+        compounds[k.district_code] = compounds.get(k.district_code, 0) + 1
+    for line, (name, e) in zip(coverage, expected.items(), strict=False):
+        assert line.startswith(f"  {name}：小区 {compounds.get(e['code'], 0):,}，")
+    assert "各区县办事情况" in html_of(msg) and "分区情况" not in text
+
+
+def test_city_email_compares_with_the_published_figures_on_a_months_last_night(published):
+    from reports import city_figures
+
+    assert city_figures.reconciliation_night(DAY) and not city_figures.reconciliation_night(DAY1)
+    published_values = {(r["figure_key"], r["scope_code"]): r["value"] for r in seed("published_figures")}
+    compounds = {}
+    for k in published["scenario"].compounds:
+        compounds[k.district_code] = compounds.get(k.district_code, 0) + 1
+    msg, _ = send(published, "city", "140100", "太原市")
+    lines = listed(text_of(msg), "公布数据核对（每月一次）")
+    cards = {lines[i].strip(): lines[i + 1].strip() for i in range(0, len(lines) - 1, 2) if lines[i + 1].startswith("    ")}
+    for code, name in (("140105", "小店区"), ("140106", "迎泽区")):
+        assert int(published_values[("compounds", code)]) == compounds[code]  # the scenario's calibration
+        assert cards[f"小区数 · {name}"] == f"公布 {compounds[code]:,} · 平台 {compounds[code]:,} · 一致"
+    # a cumulative programme figure is not compared on two nights of data
+    assert cards["帮代办受理群众事项（累计） · 全市"].startswith(
+        f"公布 {int(published_values[('assistance_matters_handled', '140100')]):,} · 平台 ")
+    assert cards["帮代办受理群众事项（累计） · 全市"].endswith(" · 暂不比对")
+    # DAY1's email only says when the next comparison is
+    from reports.figures import Scope
+    from reports.render import render_text
+    from reports.send import compose, ledger_files
+
+    wh = connections.warehouse()
+    text = render_text(compose(wh, Scope("city", "140100", "太原市"), DAY1, {"status": "published"},
+                               ledger_files(wh, DAY1)), "全部通过", {})
+    assert f"下次：{DAY.isoformat()}。" in text and "公布数据核对（每月一次）" not in text
+
+
+def test_city_email_counts_missing_and_held_reporters_by_district(published, monkeypatch):
+    codes = {"streets": [r["street_code"] for r in seed("streets")],
+             "canteens": [r["canteen_code"] for r in seed("canteens")],
+             "assistance": [r["point_code"] for r in seed("assistance_points")]}
+    missing: dict[str, int] = {}
+    for source, expected in codes.items():
+        sent = {p.stem for p in (published["landing"] / source / DAY.isoformat()).iterdir()}
+        for code in set(expected) - sent:
+            missing[district_of(code)] = missing.get(district_of(code), 0) + 1
+    assert missing.get("140106", 0) >= 1  # the withheld canteen
+    monkeypatch.setenv("GOV_DOCS_BASE_URL", "http://docs.example:8081")
+    msg, _ = send(published, "city", "140100", "太原市")
+    title = "未报送或暂缓采用的报送单位（按区县）"
+    lines = {line.strip().split("：", 1)[0]: line.strip() for line in listed(text_of(msg), title) if "：未报" in line}
+    for d in seed("districts"):
+        held = 1 if d["district_code"] == "140106" else 0  # the doubled file
+        assert lines[d["district_name"]] == (f"{d['district_name']}：未报 {missing.get(d['district_code'], 0):,}，"
+                                             f"暂缓采用 {held}")
+    assert lines["全市合计"] == f"全市合计：未报 {sum(missing.values()):,}，暂缓采用 1"
+    link = "http://docs.example:8081/dbt-docs/#!/model/model.gov_warehouse.mart_source_freshness"
+    assert link in text_of(msg) and f'href="{link}"' in html_of(msg)
+
+
+def test_city_email_says_how_many_reporters_were_notified_and_why(published):
+    wh = published["wh"]
+    with psycopg.connect(wh.conninfo()) as conn:
+        rejected = conn.execute(
+            """select r.reason_code, count(distinct l.reporter_code) from audit.rejected_rows r
+               join audit.load_ledger l using (load_id) where l.service_date = %s group by 1""", (DAY,)).fetchall()
+        held = conn.execute(
+            """select 'held:' || split_part(error, ':', 1), count(distinct reporter_code) from audit.load_ledger
+               where service_date = %s and status = 'held' group by 1""", (DAY,)).fetchall()
+        sent = conn.execute(
+            """select r.reason, count(distinct n.reporter_code) from audit.notice_sends n
+               cross join lateral jsonb_object_keys(n.reasons) r(reason)
+               where n.noticed_on = %s and n.status = 'sent' group by 1""", (DAY,)).fetchall()
+    expected = dict(rejected) | dict(held)
+    assert expected == {"bad_enum": 1, "held:doubled_file": 1}  # the night's two spoilt files, as spoilt
+    assert dict(sent) == expected and published["notified"]["reporters"] == 2
+    msg, _ = send(published, "city", "140100", "太原市")
+    got = {}
+    for line in listed(text_of(msg), "数据报送问题通知"):
+        found = re.fullmatch(r"  .+（(\S+)）：(\d+) 个单位", line)
+        if found:
+            got[found.group(1)] = int(found.group(2))
+    assert got == expected
+    assert "有数据行未能入库：填写的不是规定的选项之一（bad_enum）：1 个单位" in html_of(msg)
+
+
 # --- pure logic (no database) ----------------------------------------------------------------------
 
 def test_trend_starts_at_the_first_night_with_data_and_says_so():
@@ -343,8 +525,8 @@ def test_trend_starts_at_the_first_night_with_data_and_says_so():
     report.days = {DAY1: {"cases_received": 3, "cases_resolved": 2, "overnight_resolution_rate": None},
                    DAY: {"cases_received": 5, "cases_resolved": 4, "overnight_resolution_rate": 0.5}}
     assert trend_days(report) == [DAY1, DAY]
-    assert trend_title(report) == "近2日趋势（数据自11月5日起，不足30日）"
-    assert "  11月6日：受理 5，办结 4，不隔夜率 50.0%" in render_text(report, "全部通过", {})
+    assert trend_title(report) == f"近2日趋势（数据自{DAY1.month}月{DAY1.day}日起，不足30日）"
+    assert f"  {DAY.month}月{DAY.day}日：受理 5，办结 4，不隔夜率 50.0%" in render_text(report, "全部通过", {})
     report.days = {DAY - timedelta(days=i): report.days[DAY] for i in range(40)}
     assert len(trend_days(report)) == 30 and trend_title(report) == "近30日趋势"
 
@@ -359,3 +541,37 @@ def test_problems_by_street_name_missing_unreadable_and_held_reporters():
     assert f"社区食堂 {names['CT140106003002']}（CT140106003002）（文件无法读取）" in street["missing"]
     assert not [m for m in street["missing"] if "CT140106003003" in m]
     assert all(s["street_code"].startswith("140106") for s in night.problems_by_street(files, "district", "140106"))
+
+
+def test_every_community_of_the_scenario_has_one_name_and_every_canteen_a_community_of_its_street():
+    from scenario.generator import Scenario
+
+    communities = {k.community_code: k.street_code for k in Scenario().compounds}
+    rows = seed("community_names")
+    assert sorted(r["community_code"] for r in rows) == sorted(communities)
+    assert all(r["community_name"].endswith("社区") and r["street_code"] == communities[r["community_code"]] for r in rows)
+    per_street: dict[str, list[str]] = {}
+    for r in rows:
+        per_street.setdefault(r["street_code"], []).append(r["community_name"])
+    assert all(len(set(v)) == len(v) for v in per_street.values())  # unique within a street
+    assert all(communities[r["community_code"]] == r["street_code"] for r in seed("canteens"))
+
+
+def test_notice_reasons_read_in_chinese_with_their_code():
+    from reports.city import notices_block, reason_label
+
+    assert reason_label("held:doubled_file").startswith("文件暂缓采用：")
+    assert reason_label("quarantined:bad_encoding").startswith("文件未能导入：")
+    assert reason_label("missing") == "连续未报送，已发提醒"
+    block = notices_block({"bad_enum": 2, "missing": 3})
+    assert block.lines == ["连续未报送，已发提醒（missing）：3 个单位",
+                           "有数据行未能入库：填写的不是规定的选项之一（bad_enum）：2 个单位"]
+    assert notices_block({}).empty and not notices_block({}).lines
+
+
+def test_the_next_comparison_is_the_months_last_day():
+    from reports.city_figures import next_reconciliation, reconciliation_night
+
+    assert next_reconciliation(date(2023, 2, 3)) == date(2023, 2, 28)
+    assert next_reconciliation(date(2023, 12, 31)) == date(2023, 12, 31)
+    assert reconciliation_night(date(2024, 2, 29)) and not reconciliation_night(date(2024, 2, 28))
