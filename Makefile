@@ -67,8 +67,14 @@ airflow: setup
 screenshots: demo
 	$(PY) -m commands.airflow_screens --day $(DAY) --out docs/screenshots
 
+# The suite spread over TEST_WORKERS processes (pytest-xdist; pyproject's addopts: --dist loadgroup): each module
+# whole in one worker, the groups of tests/conftest.py together, the slowest first (tests/README.md says how a
+# new test joins a group).
+# TEST_WORKERS=0 runs it in this one process; so does a run on the embedded server (no TEST_DATABASE_URL),
+# where each worker would start a server of its own.
+TEST_WORKERS ?= $(if $(TEST_DATABASE_URL),3,0)
 test: lint
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=25
 
 # The unit tier (tests marked `unit`): pure functions of the readers, feeds, normalisation, PII handling,
 # the scenario and the layout. No database is reachable from it (TEST_DATABASE_URL points nowhere), so a

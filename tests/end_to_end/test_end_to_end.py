@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from email import policy
@@ -45,13 +46,23 @@ def run_pipeline(*days: date) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def nights(pipeline_warehouse, local_dir, airflow_db_template) -> dict[date, Night]:
-    seed_home(airflow_db_template, settings.airflow_home())
-    scenario = Scenario()
-    generated = {day: scenario.write_night(day, settings.landing_dir()) for day in DAYS}
-    proc = run_pipeline(*DAYS)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return generated
+def nights(pipeline_warehouse, tmp_path_factory, airflow_db_template) -> Iterator[dict[date, Night]]:
+    # a local directory of the module's own: the tests read every file and email under it as the nights'
+    # (whatever else ran before in this process wrote elsewhere)
+    local = tmp_path_factory.mktemp("e2e_local")
+    mp = pytest.MonkeyPatch()
+    for name, path in {"GOV_LOCAL_DIR": local, "LANDING_DIR": local / "landing", "OUTBOX_DIR": local / "outbox"}.items():
+        mp.setenv(name, str(path))
+    mp.delenv("AIRFLOW_HOME", raising=False)
+    try:
+        seed_home(airflow_db_template, settings.airflow_home())
+        scenario = Scenario()
+        generated = {day: scenario.write_night(day, settings.landing_dir()) for day in DAYS}
+        proc = run_pipeline(*DAYS)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        yield generated
+    finally:
+        mp.undo()
 
 
 def query(wh: conninfo.ConnInfo, sql: str, params=()) -> list[dict]:

@@ -21,6 +21,7 @@ import pytest
 
 from orchestration import airflow_local
 from tests.conftest import create_database, drop_database
+from tests.support.airflow_home import seed_home
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,7 @@ def _wait_for(api: Api, proc: subprocess.Popen, log: Path, deadline: float) -> N
 
 
 @pytest.fixture(scope="module")
-def local_airflow(server_url, tmp_path_factory):
+def local_airflow(server_url, tmp_path_factory, airflow_db_template):
     """`make run`'s ingest of one generated night (timed by the test), then `gov-warehouse airflow`
     (what `make airflow` runs) on the same Airflow home, logged in as the printed admin."""
     from scenario.generator import Scenario
@@ -76,13 +77,19 @@ def local_airflow(server_url, tmp_path_factory):
     port = _free_port()
     for name, value in {"GOV_LOCAL_DIR": str(tmp / "local"), "LANDING_DIR": str(tmp / "landing"),
                         "OUTBOX_DIR": str(tmp / "outbox"), "WAREHOUSE_URL": wh.sqlalchemy_url(),
-                        "AIRFLOW__API__PORT": str(port)}.items():
+                        "AIRFLOW__API__PORT": str(port),
+                        # not the default 8793/8794 of the scheduler's and triggerer's log servers: other
+                        # Airflows may run at the same time (parallel tests, a `make airflow`)
+                        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}.items():
         mp.setenv(name, value)
     for name in ("AIRFLOW_HOME", "AIRFLOW_CONN_SMTP_DEFAULT"):
         mp.delenv(name, raising=False)
     # the streets feed alone (45 files): a real night's load through Airflow, kept short for the suite
     Scenario().write_night(DAY, tmp / "landing", feeds=("streets",))
     env = airflow_local.airflow_env(None)
+    # Airflow's metadata schema from the session's template (migrate() then only readies the DAGs)
+    seed_home(airflow_db_template, Path(env["AIRFLOW_HOME"]))
     airflow_local.migrate(env)
     before = datetime.now(UTC)
     rc = airflow_local.dags_test(airflow_local.INGEST_DAG, DAY, env, tmp / "run.log")

@@ -15,6 +15,7 @@ import pytest
 
 from orchestration import airflow_local
 from reports import smtp_sink
+from tests.support.airflow_home import seed_home
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,7 @@ def _messages(outbox: Path) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(outbox.glob("*.eml"))]
 
 
-def test_failing_task_is_retried_then_notifies_on_call(airflow_env, monkeypatch):
+def test_failing_task_is_retried_then_notifies_on_call(airflow_env, airflow_db_template, monkeypatch):
     tmp_path, sink = airflow_env
     # an unreachable warehouse makes the first database task fail on every try
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
@@ -42,6 +43,7 @@ def test_failing_task_is_retried_then_notifies_on_call(airflow_env, monkeypatch)
     monkeypatch.setenv("GOV_RETRY_DELAY_SECONDS", "1")
     monkeypatch.setenv("GOV_ONCALL_EMAIL", "oncall@taiyuan.example")
     env = airflow_local.airflow_env(sink.port)
+    seed_home(airflow_db_template, Path(env["AIRFLOW_HOME"]))  # the session's migrated metadata schema
     airflow_local.migrate(env)
 
     rc = airflow_local.dags_test("gov_ingest", date(2023, 11, 7), env, tmp_path / "run.log")

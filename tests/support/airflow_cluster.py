@@ -32,15 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+CLAIM_KEY = "gov-test:claimed-by"
+
+
 def free_redis_db(host: str = "127.0.0.1", port: int = 6379) -> int:
     """An empty Redis database number, so the test's broker queues are shared with nobody."""
     import redis
 
-    # high numbers first: low ones are what people and other tools use by default
+    # high numbers first: low ones are what people and other tools use by default. An empty database is
+    # claimed with a key set only if absent: of two runs (two workers, two sessions) that both saw it empty,
+    # one gets it and the other goes on to the next (flush_redis_db drops the claim with the queues)
     for db in range(15, 0, -1):
         client = redis.Redis(host=host, port=port, db=db)
         try:
-            if client.dbsize() == 0:
+            if client.dbsize() == 0 and client.set(CLAIM_KEY, f"{socket.gethostname()}:{os.getpid()}", nx=True):
                 return db
         finally:
             client.close()

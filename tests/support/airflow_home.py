@@ -37,6 +37,19 @@ def make_template(home: Path) -> Path:
     return home / DB_FILE
 
 
+def ensure_template(home: Path) -> Path:
+    """The template in `home`, made there unless an earlier call (another worker of the run) made it; the
+    caller holds a lock (tests/conftest.py). Made beside and renamed, so no copy reads a half-migrated file."""
+    if not (home / DB_FILE).exists():
+        partial = home.with_name(home.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        made = make_template(partial)
+        shutil.rmtree(home, ignore_errors=True)
+        partial.rename(home)
+        assert made.name == DB_FILE
+    return home / DB_FILE
+
+
 def seed_home(template_db: Path, home: Path) -> None:
     """Put a copy of the migrated metadata database in `home`, marked as migrated for this home."""
     home.mkdir(parents=True, exist_ok=True)

@@ -104,13 +104,20 @@ def night(server_url, tmp_path_factory, airflow_db_template):
                 conn.execute(f"alter role {role} password null")
 
 
+def _modified_since(path: Path, started: float) -> bool:
+    try:
+        return path.stat().st_mtime >= started
+    except OSError:  # gone since the walk listed it (another process's temporary file)
+        return False
+
+
 def produced_files(night) -> list[Path]:
     """Every file under the run's local directory, and every file of the checkout written during the run."""
     files = [p for p in night["local"].rglob("*") if p.is_file()]
     skip = {".git", ".venv", ".local", "node_modules"}
     for root, dirs, names in os.walk(settings.REPO_ROOT):
         dirs[:] = [d for d in dirs if d not in skip]
-        files += [Path(root) / n for n in names if (Path(root) / n).stat().st_mtime >= night["started"]]
+        files += [Path(root) / n for n in names if _modified_since(Path(root) / n, night["started"])]
     return files
 
 
