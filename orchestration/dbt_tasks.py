@@ -5,6 +5,13 @@ The task graph is rendered from a manifest made by `dbt parse` ahead of time
 Each task builds its node into `marts_candidate` for the run's service day and runs that node's tests
 right after it (`dbt build --select <node>`): a failing model or test fails, retries and alerts as its
 own task, and what does not depend on it goes on.
+
+Each source with a `freshness` block is a task of its own too (`<source>.<table>_source`, Cosmos's source
+rendering), upstream of the models that read it: it runs `dbt source freshness --select source:<name>` and
+its log shows what dbt users see (PASS, WARN, ERROR STALE). A stale feed does not stop the night (a missing
+reporter or feed never blocks publish): SourceFreshnessOperator reports stale sources as a warning and
+succeeds; a freshness query that cannot run (runtime error) still fails the task. `dbt source freshness`
+run by hand or in CI exits non-zero on ERROR STALE, as dbt's users expect.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ if TYPE_CHECKING:
     from airflow.sdk import TaskGroup, XComArg
 
 log = logging.getLogger(__name__)
+
+# dbt source freshness result statuses: stale past warn_after / error_after; anything else is a real failure
+STALE_STATUSES = {"warn", "error"}
 
 GROUP_ID = "dbt"
 # Without a manifest, the marts are still built, in one `dbt build` task of this name (see marts_build)
@@ -51,6 +61,68 @@ def warehouse_env(context: Any, operator: Any) -> None:
     if env["WH_PASSWORD"]:
         mask_secret(env["WH_PASSWORD"], "WH_PASSWORD")
     operator.env = {**(operator.env or {}), **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+
+
+def stale_sources(results: list[Any]) -> list[str] | None:
+    """The stale sources of a `dbt source freshness` result ("canteens.meals: error"), or None when a result
+    is a failure of another kind (a runtime error: the freshness query itself did not run)."""
+    stale = []
+    for result in results:
+        status = str(getattr(result.status, "value", result.status))
+        if status == "pass":
+            continue
+        if status not in STALE_STATUSES:
+            return None
+        stale.append(f"{result.node.source_name}.{result.node.name}: {status}")
+    return stale
+
+
+def _source_freshness_operator() -> type:
+    from cosmos.operators.local import DbtSourceLocalOperator
+
+    class SourceFreshnessOperator(DbtSourceLocalOperator):
+        """`dbt source freshness` for one source, whose staleness warns instead of failing the night."""
+
+        def handle_exception_dbt_runner(self, result: Any) -> None:
+            freshness = getattr(result, "result", None)
+            stale = None if result.exception or freshness is None else stale_sources(freshness.results)
+            if result.success or stale is None:
+                return super().handle_exception_dbt_runner(result)
+            # a feed without a recent load: dbt said so above (ERROR STALE); the night goes on without it
+            self.log.warning("stale source(s), the night goes on (a missing feed never blocks publish): %s",
+                             "; ".join(stale))
+            return None
+
+    SourceFreshnessOperator.__module__ = __name__
+    return SourceFreshnessOperator
+
+
+def __getattr__(name: str) -> Any:
+    # the operator class is made on first use: importing Cosmos's operators at module import would cost every
+    # DAG file that imports this module; Cosmos instantiates it by its dotted path
+    if name == "SourceFreshnessOperator":
+        cls = _source_freshness_operator()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def _source_task(dag: Any, task_group: Any, node: Any, task_args: dict, execution_mode: Any, **kwargs: Any) -> Any:
+    """Cosmos node converter for sources: the task Cosmos would render, run by SourceFreshnessOperator."""
+    from cosmos import RenderConfig
+    from cosmos.airflow.graph import create_task_metadata
+    from cosmos.core.airflow import get_airflow_task
+
+    meta = create_task_metadata(
+        node=node, execution_mode=execution_mode, args=task_args, dbt_dag_task_group_identifier=GROUP_ID,
+        render_config=RenderConfig(source_rendering_behavior=kwargs["source_rendering_behavior"],
+                                   test_behavior=kwargs["test_behavior"]),
+        use_task_group=False, on_warning_callback=kwargs.get("on_warning_callback"))
+    if meta is None:
+        return None
+    if meta.operator_class.endswith("DbtSourceLocalOperator"):
+        meta.operator_class = f"{__name__}.SourceFreshnessOperator"
+    return get_airflow_task(meta, dag, task_group)
 
 
 def marts_build(days: XComArg, pool: str) -> TaskGroup | XComArg:
@@ -87,8 +159,10 @@ def _dbt_task_group(manifest: Path, pool: str) -> TaskGroup:
         ProfileConfig,
         ProjectConfig,
         RenderConfig,
+        SourceRenderingBehavior,
         TestBehavior,
     )
+    from cosmos.constants import DbtResourceType
 
     project = ProjectConfig(
         dbt_project_path=settings.DBT_PROJECT_DIR,
@@ -120,6 +194,10 @@ def _dbt_task_group(manifest: Path, pool: str) -> TaskGroup:
             emit_datasets=False,
             # every task keeps the DAG's owner (default_args), not dbt's per-model `meta.owner`
             enable_owner_inheritance=False,
+            # a task per source with a freshness block (dbt source freshness), upstream of its models; stale
+            # warns, never fails (SourceFreshnessOperator)
+            source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+            node_converters={DbtResourceType.SOURCE: _source_task},
         ),
         operator_args={
             "pool": pool,

@@ -164,14 +164,30 @@ def test_publish_runs_a_dbt_task_per_node_with_its_tests(dagbag, manifest):
         for parent in node["depends_on"].get("nodes", []):
             if parent in nodes:
                 assert _task_for(nodes[parent]) in task.upstream_task_ids, (uid, parent)
-    # nothing else than the nodes and the tests that span several of them
+    # nothing else than the nodes, the tests that span several of them and the sources' freshness
     node_tasks = {_task_for(n) for n in nodes.values()}
-    assert set(dbt_tasks) - node_tasks == {t for t in dbt_tasks if t.endswith("_test")}
+    assert set(dbt_tasks) - node_tasks == {t for t in dbt_tasks if t.endswith(("_test", "_source"))}
     # every dbt task runs after the service day is known, the mart checks after every dbt task
     roots = [t for t in dbt_tasks.values() if not t.upstream_task_ids - {"service_days"}]
     assert roots and all("service_days" in t.upstream_task_ids for t in roots)
     validate = publish.get_task("validate_marts")
     assert all(validate.task_id in t.get_flat_relative_ids(upstream=False) for t in dbt_tasks.values())
+
+
+def test_each_source_with_freshness_is_a_task_before_the_models_that_read_it(dagbag, manifest):
+    """dbt source freshness as Cosmos renders it: one task per source with a freshness block, run by the
+    operator that warns on a stale feed instead of failing the night (tests/dbt/test_dbt_source_freshness.py)."""
+    publish = dagbag.dags["gov_publish"]
+    sources = {uid: s for uid, s in manifest["sources"].items() if (s.get("config") or {}).get("freshness")}
+    assert len(sources) == 4  # the three feeds and the load ledger
+    for uid, source in sources.items():
+        task = publish.get_task(f"{DBT_GROUP}.{source['source_name']}_{source['name']}_source")
+        assert type(task).__name__ == "SourceFreshnessOperator" and task.base_cmd == ["source", "freshness"]
+        assert task.select == f"source:{source['source_name']}.{source['name']}"
+        readers = [n for n in _dbt_nodes(manifest).values() if uid in n["depends_on"].get("nodes", [])]
+        assert readers, uid
+        for node in readers:
+            assert task.task_id in publish.get_task(_task_for(node)).upstream_task_ids, (uid, node["name"])
 
 
 def test_tests_spanning_two_nodes_run_after_both(dagbag, manifest):
