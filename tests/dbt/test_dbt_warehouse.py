@@ -299,3 +299,89 @@ def test_a_full_refresh_equals_the_nightly_incremental_builds(built):
     assert len(before) > len(built["published"][NIGHT2]["tables"])  # the marts and the snapshot
     dbt(wh, built["target"], "build", "--full-refresh", day=NIGHT2)
     assert digest(wh) == before
+
+
+# ---------------------------------------------------------------- issue 23: the registry's optional columns, cases, cards
+
+PARTY_SUMS = {  # mart_party_organisation column: the registry column it sums (a flag counts 1)
+    "party_positions": "party_positions", "part_time_committee_members": "part_time_members",
+    "party_members_registered": "party_members", "property_company_party_branches": "property_party_branch",
+    "property_party_instructors": "party_instructors", "dual_model_compounds": "dual_model",
+    "self_funding_compounds": "self_funding", "courtyards_merged": "courtyards_merged",
+    "micro_positions": "micro_positions", "in_service_members": "in_service_members",
+}
+
+
+@pytest.mark.parametrize("level", ["district", "street"])
+def test_grid_and_party_organisation_marts_match_the_registry_of_each_day(built, level):
+    wh = built["wh"]
+    key = "district_code" if level == "district" else "street_code"
+    for day, night in built["nights"].items():
+        scopes: dict[str, list[dict]] = defaultdict(list)
+        for r in night.compounds:
+            scopes[r[key]].append(r)
+        grid = {r["scope_code"]: r for r in query(
+            wh, f"select * from {M}.mart_grid_coverage where service_date = %s and scope_level = %s", (day, level))}
+        party = {r["scope_code"]: r for r in query(
+            wh, f"select * from {M}.mart_party_organisation where service_date = %s and scope_level = %s",
+            (day, level))}
+        assert set(grid) == set(party) == set(scopes)
+        for code, rows in scopes.items():
+            g, p = grid[code], party[code]
+            assert g["grids"] == len({r["grid_code"] for r in rows})
+            assert g["compounds_in_grid"] == len(rows) and g["grid_coverage_rate"] == 1
+            assert g["micro_grids"] == sum(r["micro_grids"] for r in rows)
+            assert g["grid_assistants"] == sum(r["grid_assistants"] for r in rows)
+            with_org = [r for r in rows if r["party_org_type"] != "none"]
+            assert p["compounds_with_party_org"] == len(with_org)
+            assert p["party_org_grid_alignment_rate"] == rate(sum(r["party_org_on_grid"] for r in with_org), len(with_org))
+            for kind in ("resident_member", "community_cadre", "other"):
+                column = {"resident_member": "secretaries_resident_members",
+                          "community_cadre": "secretaries_community_cadres", "other": "secretaries_other"}[kind]
+                assert p[column] == sum(r["secretary_type"] == kind for r in rows), (code, kind)
+            for column, source in PARTY_SUMS.items():
+                assert p[column] == sum(r.get(source) or 0 for r in rows), (day, code, column)
+            assert p["compounds_from_courtyards"] == sum(bool(r.get("courtyards_merged")) for r in rows)
+
+
+def test_subsidy_ledger_counts_the_transitions_ended_on_market_service(built):
+    """On 2023-07-01 the January transitions are over (their six months ended on 2023-06-30) and on market
+    service; the later ones are running or not started."""
+    wh, scenario = built["wh"], built["scenario"]
+    ended = {c.code for c in scenario.compounds
+             if c.subsidy_start and add_months(c.subsidy_start, 6) <= NIGHT2 and c.mode_on(NIGHT2) == "market"}
+    assert ended and all(c.subsidy_start.month == 1 for c in scenario.compounds if c.code in ended)
+    rows = query(wh, f"select compound_code, bool_and(ended_to_market) as e, bool_or(ended_to_market) as o, "
+                     f"bool_and(transition_ended) as t from {M}.mart_subsidy_ledger group by 1")
+    assert {r["compound_code"] for r in rows if r["e"]} == ended
+    assert all(r["e"] == r["o"] == r["t"] for r in rows)  # one answer per compound, and ended = ended to market
+
+
+def test_cases_carry_the_hot_and_urgent_issues_and_their_party_organisation(built):
+    wh = built["wh"]
+    flags = {"热点问题": "hot", "急难愁盼": "urgent"}
+    expected = {e["service_request_id"]: (flags[e["issue_flag"]], e["party_org_code"])
+                for n in built["nights"].values() for e in n.events if "issue_flag" in e}
+    assert expected  # two nights hold some of 迎泽区' hot and urgent cases
+    rows = query(wh, f"select service_request_id, issue_flag, party_org_code, district_code from {M}.fct_assistance_case")
+    got = {r["service_request_id"]: (r["issue_flag"], r["party_org_code"]) for r in rows if r["issue_flag"]}
+    assert got == expected
+    assert {r["district_code"] for r in rows if r["issue_flag"]} == {"140106"}
+    assert all(r["party_org_code"] is None for r in rows if not r["issue_flag"])
+
+
+def test_canteen_beneficiaries_are_the_distinct_cards_of_each_month(built):
+    wh = built["wh"]
+    cards: dict[tuple, set] = defaultdict(set)
+    for day, night in built["nights"].items():
+        month = day.replace(day=1)
+        for m in night.meals:
+            street = m["canteen_code"][2:11]
+            for scope in (("city", "140100"), ("district", street[:6]), ("street", street)):
+                cards[(month, *scope)].add(m["diner_card"])
+    rows = {(r["month_start"], r["scope_level"], r["scope_code"]): r
+            for r in query(wh, f"select * from {M}.mart_canteen_beneficiaries")}
+    assert set(rows) == set(cards)
+    for k, seen in cards.items():
+        assert rows[k]["beneficiaries"] == len(seen), k
+        assert rows[k]["days_with_meals"] == 1  # one night in June, one in July
