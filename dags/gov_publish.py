@@ -6,7 +6,8 @@ step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestratio
 
 A failing dbt node or test fails its own task in `dbt` (re-run it with *Clear*); a failing `fail` check blocks
 `publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened, and
-`night_failed` then marks the run failed (it is skipped on a good night).
+`night_failed` then marks the run failed (it is skipped on a good night). `dbt_docs` regenerates the dbt docs
+the docs site serves (GOV_DOCS_BASE_URL), after publish.
 
 Deadline: a run that has not succeeded by the 07:00 (Asia/Shanghai) after it was triggered alerts on-call
 (an Airflow Deadline Alert, orchestration/deadlines.py). What no run can show, a night whose run never started,
@@ -71,6 +72,20 @@ def gov_publish():
 
         return [key for day in days for key in steps.send_summary(warehouse(), day)]
 
+    # the docs site's dbt docs (GOV_DOCS_BASE_URL/dbt-docs/, the email links there) describe tonight's marts:
+    # `dbt docs generate` as gov_transformer into the folder the site serves, whatever publish decided
+    @task(pool=WAREHOUSE_POOL, trigger_rule="all_done")
+    def dbt_docs() -> str | None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from orchestration import dbt_tasks
+        from warehouse.connections import warehouse
+
+        index = dbt_tasks.generate_docs(warehouse())
+        if index is None:
+            raise AirflowSkipException(f"{dbt_tasks.DOCS_SWITCH} is false")
+        return str(index)
+
     # the run's colour is the night's: send_summary, the last task, succeeds whatever happened before it, so
     # this watcher (Airflow's pattern: trigger rule one_failed) fails the run when a dbt node, the checks or
     # publish failed or was blocked; on a good night it is skipped
@@ -86,6 +101,7 @@ def gov_publish():
     published = publish(days)
     summary = send_summary(days)
     built >> checked >> published >> summary
+    published >> dbt_docs()
     [built, checked, published, summary] >> night_failed()
 
 

@@ -1,11 +1,13 @@
 """The documentation site of a local install: dbt docs at /dbt-docs/, GX Data Docs at /data-docs/.
 
 `make docs` serves it on http://localhost:8081 (the email's links point there when GOV_DOCS_BASE_URL says so);
-compose serves the same two folders from its shared volume. Files are served only from inside the two
-folders: a path that leaves them (`..`, a symlink out) is not found."""
+compose's `docs` service serves the same two folders from the shared volumes (`python -m orchestration.docs_site`):
+the dbt docs gov_publish's dbt_docs task regenerates each night, and the Data Docs GX updates. Files are served
+only from inside the two folders: a path that leaves them (`..`, a symlink out) is not found."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import threading
@@ -61,3 +63,24 @@ def serve(dbt_docs: Path, data_docs: Path, port: int = 8081, host: str = "127.0.
     server = http.server.ThreadingHTTPServer((host, port), functools.partial(handler))
     threading.Thread(target=server.serve_forever, daemon=True, name="docs-site").start()
     return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stopped (compose's docs service)."""
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m orchestration.docs_site", description=main.__doc__)
+    parser.add_argument("--dbt-docs", type=Path, required=True, help="dbt's target folder (docs generate)")
+    parser.add_argument("--data-docs", type=Path, required=True, help="GX's Data Docs site folder")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    args = parser.parse_args(argv)
+    # a folder not made yet (before the first night) shows as "not built yet" on the index page
+    server = serve(args.dbt_docs, args.data_docs, port=args.port, host=args.bind)
+    print(f"docs site on {args.bind}:{server.server_address[1]}: /dbt-docs/ and /data-docs/", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

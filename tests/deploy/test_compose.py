@@ -434,6 +434,26 @@ def test_data_lives_in_named_volumes(compose):
     assert {"landing", "airflow-logs", "airflow-db-data", "warehouse-data"} <= declared
 
 
+def test_the_docs_service_serves_what_the_workers_write(compose):
+    """dbt docs (gov_publish's dbt_docs task writes them into GOV_LOCAL_DIR/dbt_target) and Data Docs (GOV_GX_DIR/
+    data_docs), served read-only from the workers' volumes by orchestration.docs_site; the email links there."""
+    docs, worker = compose["services"]["docs"], compose["services"]["airflow-worker"]
+    env = environment(worker)
+    command = list(map(str, docs["command"]))
+    assert command[:3] == ["python", "-m", "orchestration.docs_site"]
+    served = {command[i].lstrip("-"): command[i + 1] for i in range(3, len(command), 2)}
+    mounts, worker_mounts = named_mounts(docs), named_mounts(worker)
+    for flag, folder in (("dbt-docs", f"{env['GOV_LOCAL_DIR']}/dbt_target"),
+                         ("data-docs", f"{env['GOV_GX_DIR']}/data_docs")):
+        assert served[flag] == folder
+        mount = next(m for m in mounts if folder.startswith(m + "/"))
+        assert mounts[mount] == worker_mounts[mount], flag  # the same named volume as the workers'
+    assert all(v.endswith(":ro") for v in raw_compose()["services"]["docs"]["volumes"])
+    port = served["port"]
+    assert env["GOV_DOCS_BASE_URL"] == f"http://localhost:{port}"
+    assert docs["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
 # --- Metabase ---------------------------------------------------------------------------------
 
 

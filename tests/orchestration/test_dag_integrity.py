@@ -82,6 +82,9 @@ def test_dag_policy(dagbag, dag_id):
         assert watcher.trigger_rule == "one_failed"
         assert set(watcher.upstream_task_ids) >= {"send_summary", "publish", "validate_marts"}
         assert set(watcher.upstream_task_ids) & {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
+        # dbt docs for the docs site, each night after publish, whatever publish decided
+        docs = dag.get_task("dbt_docs")
+        assert docs.upstream_task_ids == {"publish"} and docs.trigger_rule == "all_done"
         # 07:00 is Airflow's own Deadline Alert, on-call alerted by its callback (test_publish_deadline.py)
         [alert] = dag.deadline
         assert type(alert.reference).__name__ == "PublishedByMorning"
