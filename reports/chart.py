@@ -1,9 +1,11 @@
-"""The 30-day trend chart of the summary, as PNG bytes, with a CJK font shipped as a package."""
+"""The 30-day trend chart of the summary, as PNG bytes, in Noto Sans CJK: the system's (Debian's fonts-noto-cjk, in
+the image) when installed, else the packaged copy (noto-cjk-sans-otc, for `make demo` on any machine)."""
 
 from __future__ import annotations
 
 import io
 from datetime import date
+from pathlib import Path
 
 import matplotlib
 
@@ -11,17 +13,33 @@ matplotlib.use("Agg")
 from matplotlib import font_manager  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
+# where Debian/Ubuntu's fonts-noto-cjk puts the Sans CJK collection (first found wins)
+SYSTEM_FONTS = (Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                Path("/usr/share/fonts/opentype/noto-cjk/NotoSansCJK-Regular.ttc"))
 _FONT_NAME: str | None = None
 
 
+def cjk_font_path(system_fonts: tuple[Path, ...] = SYSTEM_FONTS) -> Path:
+    """The system's Noto Sans CJK when installed (a well-kept Debian package), else the packaged fallback."""
+    for path in system_fonts:
+        if path.is_file():
+            return path
+    from noto_cjk_sans_otc import FONT_PATH
+
+    return Path(FONT_PATH)
+
+
+def register_font(path: Path) -> str:
+    """Register a font file with matplotlib; returns its family name."""
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path)).get_name()
+
+
 def cjk_font() -> str:
-    """Register the bundled Noto Sans CJK and return its family name (no tofu boxes for 中文)."""
+    """Register Noto Sans CJK (cjk_font_path) once and return its family name (no tofu boxes for 中文)."""
     global _FONT_NAME
     if _FONT_NAME is None:
-        from noto_cjk_sans_otc import FONT_PATH
-
-        font_manager.fontManager.addfont(str(FONT_PATH))
-        _FONT_NAME = font_manager.FontProperties(fname=str(FONT_PATH)).get_name()
+        _FONT_NAME = register_font(cjk_font_path())
     return _FONT_NAME
 
 
