@@ -14,6 +14,33 @@ from warehouse import connections, settings
 from warehouse.settings import DOCS_PORT
 
 
+class Progress:
+    """Progress lines of a multi-day command: "day 3/30 2023-11-07 (0:01:10 elapsed, about 0:10:30 left)".
+
+    The estimate is the mean time of the days done so far times the days left; `clock` is a monotonic
+    clock in seconds (time.monotonic; a test passes its own)."""
+
+    def __init__(self, total: int, clock=None) -> None:
+        import time
+
+        self.total, self.done = total, 0
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
+
+    def start(self, day: date) -> str:
+        """The line for the day about to start (call once per day, in order)."""
+        elapsed = self.clock() - self.started
+        line = f"day {self.done + 1}/{self.total} {day} ({_hms(elapsed)} elapsed"
+        if self.done:
+            line += f", about {_hms(elapsed / self.done * (self.total - self.done))} left"
+        self.done += 1
+        return line + ")"
+
+
+def _hms(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
+
+
 def _days(start: str, end: str | None) -> list[date]:
     first = date.fromisoformat(start)
     last = date.fromisoformat(end) if end else first
@@ -39,7 +66,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     out = Path(args.out) if args.out else settings.landing_dir()
     scenario = Scenario(seed=args.seed)
-    for day in _days(args.day, args.to):
+    days = _days(args.day, args.to)
+    progress = Progress(len(days))
+    for day in days:
+        if len(days) > 1:
+            print(progress.start(day), flush=True)
         if args.messy:
             from scenario.messy import write_messy_night
 
@@ -73,7 +104,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         env = airflow_local.airflow_env(smtp_port)
         airflow_local.migrate(env)
         failed = []
-        for day in _days(args.day, args.to):
+        days = _days(args.day, args.to)
+        progress = Progress(len(days))
+        for day in days:
+            if len(days) > 1:
+                print(progress.start(day), flush=True)
             log_path = settings.local_dir() / "logs" / f"nightly-{day}.log"
             log_path.unlink(missing_ok=True)
             # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG; a failed
