@@ -7,8 +7,8 @@ for MISSING_NIGHTS nights running gets one reminder per such streak.
 Everything is read from audit.load_ledger and audit.rejected_rows, the contacts from the
 `reporter_contacts` seed. audit.notice_sends is the send ledger, one row per reporter, service day, kind
 and file version (its content_sha256), claimed before the message goes to the relay, exactly as the
-morning summary's audit.summary_sends (reports/send.py): `claimed` -> `sent`, or `unconfirmed` when a
-run died in between (never re-sent automatically; delete the row to send it again). So a re-run sends
+morning summary's audit.summary_sends (one module for both: reports/claims.py): `claimed` -> `sent`,
+or `unconfirmed` when a run died in between (never re-sent automatically; delete the row to send it again). So a re-run sends
 nothing twice, and a new version of a file is a new notice.
 
 The files looked at are those of `day` and of the day before (a re-run of the previous night loads its
@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 
 from reports import notice_content as content
 from reports import notice_mail as mail
+from reports.claims import CLAIMED, SENT, Ledger
 from reports.mail import REFUSED, deliver
 from reports.notice_content import FileVersion
 from reports.notice_rules import reason_of
@@ -39,7 +40,6 @@ from warehouse.settings import DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 PROBLEMS, RECEIVED, MISSING = "problems", "received", "missing"
-CLAIMED, SENT, UNCONFIRMED = "claimed", "sent", "unconfirmed"
 KIND_OF_SOURCE = {"streets": "street", "canteens": "canteen", "assistance": "point"}
 LOOKBACK_NIGHTS = 28  # a reporter silent for longer has had its reminder; it is not reminded again
 
@@ -248,17 +248,14 @@ def contact_of(code: str, contacts: dict[str, dict]) -> dict | None:
 # ---------------------------------------------------------------- the send ledger
 
 
-def _stale_minutes() -> float:
-    return float(os.environ.get("GOV_NOTICE_CLAIM_STALE_MINUTES", "15"))
+LEDGER = Ledger("audit.notice_sends", ("reporter_code", "service_date", "kind", "version"),
+                "GOV_NOTICE_CLAIM_STALE_MINUTES")
 
 
 def ledger_keys(wh: ConnInfo) -> set[tuple]:
     """Every notice in the send ledger, after turning stale claims into `unconfirmed`."""
     with connect_as(REPORTER, wh) as conn:
-        stale = conn.execute(
-            """update audit.notice_sends set status = %s
-               where status = %s and claimed_at <= now() - %s * interval '1 minute'
-               returning reporter_code, kind, message_id""", (UNCONFIRMED, CLAIMED, _stale_minutes())).fetchall()
+        stale = LEDGER.expire_stale(conn, ("reporter_code", "kind", "message_id"))
         for code, kind, mid in stale:
             log.warning("%s notice to %s: claimed, never confirmed as sent (Message-ID %s): now 'unconfirmed', "
                         "not re-sent; delete its audit.notice_sends row to send it again", kind, code, mid)
@@ -268,48 +265,26 @@ def ledger_keys(wh: ConnInfo) -> set[tuple]:
 def send_one(wh: ConnInfo, day: date, notice: Notice) -> str | None:
     """Claim, send, confirm. SENT; None when another run holds the claim; a description when refused."""
     msg = compose(notice)
-    keys = notice.keys()
     code = notice.contact["reporter_code"]
-    if not _claim(wh, day, notice, keys, msg):
+    rows = [{"reporter_code": code, "source": notice.source, "service_date": k["service_date"], "kind": notice.kind,
+             "version": k["version"], "load_id": k["load_id"], "file_name": k["file_name"],
+             "reasons": json.dumps(k["reasons"]), "recipient": notice.contact["email"],
+             "message_id": msg["Message-ID"], "subject": msg["Subject"], "noticed_on": day} for k in notice.keys()]
+    with connect_as(REPORTER, wh) as conn:  # every row of the notice in one transaction, or none
+        claimed = LEDGER.claim(conn, rows)
+    if not claimed:
         log.info("%s notice to %s was claimed by another run meanwhile; not sending", notice.kind, code)
         return None
     try:
         deliver(msg)
     except REFUSED as err:
-        _withdraw(wh, code, notice.kind, keys)
+        with connect_as(REPORTER, wh) as conn:
+            LEDGER.withdraw(conn, rows)
         log.error("the relay refused the %s notice to %s: %s: %s", notice.kind, code, type(err).__name__, err)
         return f"{notice.kind} {code}: {type(err).__name__}"
     with connect_as(REPORTER, wh) as conn:
-        conn.execute("update audit.notice_sends set status = %s, sent_at = now() where message_id = %s",
-                     (SENT, msg["Message-ID"]))
+        LEDGER.confirm(conn, rows)
     return SENT
-
-
-def _claim(wh: ConnInfo, day: date, notice: Notice, keys: list[dict], msg) -> bool:
-    """Insert every row of the notice in one transaction; none when any is there already."""
-    code = notice.contact["reporter_code"]
-    with connect_as(REPORTER, wh) as conn:
-        inserted = 0
-        for k in keys:
-            inserted += conn.execute(
-                """insert into audit.notice_sends (reporter_code, source, service_date, kind, version, load_id,
-                     file_name, reasons, recipient, message_id, subject, noticed_on, status)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing""",
-                (code, notice.source, k["service_date"], notice.kind, k["version"], k["load_id"], k["file_name"],
-                 json.dumps(k["reasons"]), notice.contact["email"], msg["Message-ID"], msg["Subject"], day,
-                 CLAIMED)).rowcount
-        if inserted < len(keys):
-            conn.rollback()
-            return False
-    return True
-
-
-def _withdraw(wh: ConnInfo, code: str, kind: str, keys: list[dict]) -> None:
-    with connect_as(REPORTER, wh) as conn:
-        for k in keys:
-            conn.execute("""delete from audit.notice_sends where reporter_code = %s and service_date = %s
-                            and kind = %s and version = %s and status = %s""",
-                         (code, k["service_date"], kind, k["version"], CLAIMED))
 
 
 # ---------------------------------------------------------------- the message

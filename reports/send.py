@@ -2,7 +2,8 @@
 happened to the night (published, blocked, nothing published yet).
 
 Messages go through Airflow's smtp provider (connection `smtp_default`). audit.summary_sends is the
-send ledger, one row per official and day, written BEFORE the message is handed to the relay:
+send ledger, one row per official and day, written BEFORE the message is handed to the relay
+(reports/claims.py, shared with the reporters' notices):
 
 - `claimed`: a run inserted the row (committed) and is about to send, or is sending. The insert is
   the claim: of two runs sending at once, only the one whose insert went in sends; the other skips.
@@ -33,6 +34,7 @@ from psycopg.rows import dict_row
 
 from reports import night
 from reports.chart import trend_png
+from reports.claims import SENT, UNCONFIRMED, Ledger
 from reports.figures import Scope, ScopeReport, load_report
 from reports.mail import DEFAULT_FROM, REFUSED, deliver
 from reports.notices import notice_counts
@@ -43,7 +45,6 @@ from warehouse.reference import CITY_CODE, CITY_NAME
 from warehouse.settings import DBT_PROJECT_DIR, local_dir
 
 log = logging.getLogger(__name__)
-CLAIMED, SENT, UNCONFIRMED = "claimed", "sent", "unconfirmed"
 
 
 def recipients(wh: ConnInfo) -> list[dict]:
@@ -207,18 +208,13 @@ def ledger_files(wh: ConnInfo, service_date: date) -> list[night.LedgerFile]:
     return [night.LedgerFile(*r) for r in rows]
 
 
-def _stale_minutes() -> float:
-    return float(os.environ.get("GOV_SUMMARY_CLAIM_STALE_MINUTES", "15"))
+LEDGER = Ledger("audit.summary_sends", ("service_date", "recipient_key"), "GOV_SUMMARY_CLAIM_STALE_MINUTES")
 
 
 def _ledger(wh: ConnInfo, service_date: date) -> dict[str, str]:
     """recipient -> ledger status for the day, after turning stale claims into `unconfirmed`."""
     with connect_as(REPORTER, wh) as conn:
-        stale = conn.execute(
-            """update audit.summary_sends set status = %s
-               where service_date = %s and status = %s and claimed_at <= now() - %s * interval '1 minute'
-               returning recipient_key, message_id""",
-            (UNCONFIRMED, service_date, CLAIMED, _stale_minutes())).fetchall()
+        stale = LEDGER.expire_stale(conn, ("recipient_key", "message_id"), "service_date = %s", (service_date,))
         for key, mid in stale:
             log.warning("summary for %s on %s: claimed, never confirmed as sent (Message-ID %s): now 'unconfirmed'",
                         key, service_date, mid)
@@ -229,23 +225,17 @@ def _ledger(wh: ConnInfo, service_date: date) -> dict[str, str]:
 def _claim(wh: ConnInfo, service_date: date, official: dict, msg: EmailMessage) -> bool:
     """Insert the claim (committed before sending); False when another run's row is already there."""
     with connect_as(REPORTER, wh) as conn:
-        row = conn.execute(
-            """insert into audit.summary_sends (service_date, recipient_key, scope_level, scope_code, message_id,
-                 subject, status, claimed_at) values (%s, %s, %s, %s, %s, %s, %s, now())
-               on conflict do nothing returning recipient_key""",
-            (service_date, official["official_key"], official["scope_level"], official["scope_code"],
-             msg["Message-ID"], msg["Subject"], CLAIMED),
-        ).fetchone()
-    return row is not None
+        return LEDGER.claim(conn, [{
+            "service_date": service_date, "recipient_key": official["official_key"],
+            "scope_level": official["scope_level"], "scope_code": official["scope_code"],
+            "message_id": msg["Message-ID"], "subject": msg["Subject"]}])  # claimed_at: the server's now()
 
 
 def _mark_sent(wh: ConnInfo, service_date: date, key: str) -> None:
     with connect_as(REPORTER, wh) as conn:
-        conn.execute("update audit.summary_sends set status = %s, sent_at = now() "
-                     "where service_date = %s and recipient_key = %s", (SENT, service_date, key))
+        LEDGER.confirm(conn, [{"service_date": service_date, "recipient_key": key}])
 
 
 def _withdraw(wh: ConnInfo, service_date: date, key: str) -> None:
     with connect_as(REPORTER, wh) as conn:
-        conn.execute("delete from audit.summary_sends where service_date = %s and recipient_key = %s and status = %s",
-                     (service_date, key, CLAIMED))
+        LEDGER.withdraw(conn, [{"service_date": service_date, "recipient_key": key}])
