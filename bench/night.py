@@ -138,8 +138,11 @@ class Bench:
         started = time.perf_counter()
         for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
             rc = airflow_local.dags_test(dag_id, day, env, log)
-            if rc != 0:
+            state = run_state(self.work / "airflow" / "airflow.db", dag_id, day)
+            if state != "success":
                 raise SystemExit(f"{dag_id} {day} failed on the {name} warehouse (exit {rc}); see {log}")
+            if rc != 0:  # seen 2026-12-01: Airflow's deadline check after a successful run (dagrun.update_state)
+                print(f"warning: {dag_id} {day} succeeded but `dags test` exited {rc}; see {log}", flush=True)
         wall = time.perf_counter() - started
         return {"wall_s": wall, **self.task_phases(self.work / "airflow" / "airflow.db", day), **log_breakdown(log)}
 
@@ -195,7 +198,7 @@ class Bench:
         try:
             cluster.start()
             cluster.wait_ready()
-            cluster.set_paused("gov_publish", False)  # asset-scheduled: no cron run to hold back
+            hold_cron_schedule(cluster, metadata)
             since = datetime.now(UTC)
             started = time.perf_counter()
             cluster.airflow("backfill", "create", "--dag-id", airflow_local.INGEST_DAG,
@@ -229,6 +232,15 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+)Z")
 DBT_ELAPSED = re.compile(r"Finished running .* \(([\d.]+)s\)\.")
 
 
+def run_state(metadata: Path, dag_id: str, day: date) -> str:
+    """"success" when every task of the run that ran succeeded (its watcher skipped), from the task
+    instances: the run's own state is not what to read when `dags test` fails after the last task."""
+    with sqlite3.connect(metadata) as db:
+        states = {s for (s,) in db.execute("select state from task_instance where dag_id = ? and run_id = ?",
+                                           (dag_id, airflow_local.local_run_id(day)))}
+    return "success" if states and states <= {"success", "skipped"} and "success" in states else str(states)
+
+
 def log_breakdown(log: Path) -> dict:
     """From the night's log (`dags test` prints every task's log): per Cosmos dbt task, its wall time
     against dbt's own "Finished running ... (N s)" (the rest is the task's and dbt's start-up: process,
@@ -257,6 +269,26 @@ def log_breakdown(log: Path) -> dict:
             dbt_wall += (at - started).total_seconds()
             dbt_tasks += 1
     return {"dbt_tasks": dbt_tasks, "dbt_task_wall": dbt_wall, "dbt_own": dbt_own, "first_task_api_wait": first_waits}
+
+
+def hold_cron_schedule(cluster, metadata: conninfo.ConnInfo) -> None:
+    """Unpause the DAGs without the 02:00 cron starting today's night (no files for it): a manual run parked
+    in the far future keeps gov_ingest at its max_active_runs for non-backfill runs, as
+    tests/orchestration/test_airflow_distributed.py does; backfill runs have their own limit."""
+    cluster.trigger(airflow_local.INGEST_DAG, None, run_after=datetime(2100, 1, 1, tzinfo=UTC),
+                    note="bench: parks the cron schedule; never runs")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with psycopg.connect(metadata.conninfo()) as conn:
+            row = conn.execute("select exceeds_max_non_backfill from dag where dag_id = %s",
+                               (airflow_local.INGEST_DAG,)).fetchone()
+        if row and row[0]:
+            break
+        time.sleep(2)
+    else:
+        raise SystemExit("the dag-processor did not re-parse gov_ingest")
+    cluster.set_paused(airflow_local.PUBLISH_DAG, False)
+    cluster.set_paused(airflow_local.INGEST_DAG, False)
 
 
 def _ts(value: str) -> datetime:
