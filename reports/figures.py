@@ -61,6 +61,7 @@ class ScopeReport:
     districts: list[dict] = field(default_factory=list)  # city: each district's key figures (reports.city_figures)
     reconciliation: dict | None = None  # city, a month's last service day: published figures vs the warehouse's
     notified: dict[str, int] | None = None  # city: reporters notified tonight, by reason (reports.notices)
+    party_grid: list = field(default_factory=list)  # district: grids and party organisations (reports.party_grid)
 
     @property
     def today(self) -> dict | None:

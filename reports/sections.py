@@ -16,7 +16,7 @@ THEAD = f"padding:5px 4px;background:{RED};color:#ffffff;font-size:12px;text-ali
 NUM = "text-align:right;white-space:nowrap;"
 COMMUNITY_COUNTS = ("cases_received", "cases_resolved", "cases_open", "overnight_cohort", "overnight_resolved",
                     "canteen_person_times")
-TOTAL_LABELS = ("街道合计", "全市合计")  # a table's summing row, set in bold
+TOTAL_LABELS = ("街道合计", "全区合计", "全市合计")  # a table's summing row, set in bold
 
 
 @dataclass
@@ -113,7 +113,7 @@ def district_blocks(report: ScopeReport) -> list[Block]:
                   [[r["compound_name"] or r["compound_code"], r["street_name"] or "—", _int(r["cases_open"]),
                     _int(r["cases_overdue"])] for r in report.worst_compounds],
                   left=2, empty="无：本区所有事项均已办结。")
-    return [ranking, worst, problems_block(report)]
+    return [ranking, worst, *report.party_grid, problems_block(report)]
 
 
 def problems_block(report: ScopeReport) -> Block:

@@ -38,6 +38,7 @@ from reports.claims import SENT, UNCONFIRMED, Ledger
 from reports.figures import Scope, ScopeReport, load_report
 from reports.mail import DEFAULT_FROM, REFUSED, deliver
 from reports.notices import notice_counts
+from reports.party_grid import party_grid_blocks
 from reports.render import CHART_CID, render_html, render_text, subject, trend_days, trend_title
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
@@ -125,6 +126,8 @@ def compose(wh: ConnInfo, scope: Scope, service_date: date, dq: dict, files: lis
     report.problems = night.problems_by_street(files, scope.level, scope.code)
     if scope.level == "city":  # the notices run for the night before the summary (gov_ingest, then gov_publish)
         report.notified = notice_counts(wh, service_date)
+    elif scope.level == "district" and report.today is not None:
+        report.party_grid = party_grid_blocks(wh, scope.code, service_date)
     return report
 
 

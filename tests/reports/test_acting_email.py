@@ -297,6 +297,8 @@ def test_district_email_ranks_streets_on_overnight_rate_then_backlog(published):
     assert got == expected_ranking(published, "140106")
     # one night before: no 7-day rate to compare with, the backlog's change against the 5th
     assert all("较近7日 —" in line for line in lines if "不隔夜率" in line)
+    # the grids and party organisations (reports.party_grid), wired in after the ranking and worst compounds
+    assert "\n网格力量（分街道）：\n" in text_of(msg) or "\n网格与小区党组织：\n" in text_of(msg)
 
 
 def test_district_email_names_the_worst_compounds_and_missing_reporters_by_street(published):
