@@ -54,6 +54,12 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
         env["WAREHOUSE_URL"] = replace(wh, password="").sqlalchemy_url()
         env.setdefault(BOOTSTRAP_MODE_VAR, "verify")
     env.setdefault("GOV_LOCAL_DIR", str(settings.local_dir()))
+    # lineage of every task and dbt model (the OpenLineage provider; Cosmos adds dbt's inputs and outputs), as JSON
+    # lines in a file of the local dir: compose points the same setting at a backend (docs/deploy.md)
+    lineage = openlineage_events_file(Path(env["GOV_LOCAL_DIR"]))
+    env.setdefault("AIRFLOW__OPENLINEAGE__TRANSPORT",
+                   json.dumps({"type": "file", "log_file_path": str(lineage), "append": True}))
+    env.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", "gov-warehouse")
     # the summaries' links to the docs: `make docs` serves them there (a worker's file:// path is dead for officials)
     env.setdefault("GOV_DOCS_BASE_URL", f"http://localhost:{settings.DOCS_PORT}")
     env.setdefault("LANDING_DIR", str(settings.landing_dir()))
@@ -69,6 +75,13 @@ def airflow_env(smtp_port: int | None = None, warehouse_url: str | None = None) 
                       "timeout": 10, "retry_limit": 1},
         })
     return env
+
+
+def openlineage_events_file(local_dir: Path) -> Path:
+    """The file local runs write their OpenLineage events to (one JSON event a line), its folder made."""
+    path = local_dir / "openlineage" / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -223,6 +236,9 @@ def _write_task_logs() -> None:
 def _dags_test_main(dag_id: str, day: date) -> None:
     from airflow.__main__ import main
 
+    from orchestration.deadlines import NO_DEADLINES_VAR
+
+    os.environ[NO_DEADLINES_VAR] = "1"  # dag.test() cannot finish a run with deadline alerts (deadlines.py)
     _shape_like_a_scheduled_run(day)
     _write_task_logs()
     sys.argv = ["airflow", "dags", "test", dag_id, logical_date_for(day).isoformat(),
