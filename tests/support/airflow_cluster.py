@@ -148,6 +148,9 @@ class AirflowCluster:
             self.airflow("db", "migrate")
             self.airflow("pools", "set", "warehouse", str(airflow_local.WAREHOUSE_POOL_SLOTS),
                          "Concurrent warehouse sessions of the gov DAGs")
+            # the project's Airflow plugins: the scheduler cannot create a gov_publish run without the one
+            # registering its deadline reference (orchestration/deadlines.py)
+            airflow_local.install_plugins(Path(self.env["AIRFLOW__CORE__PLUGINS_FOLDER"]))
         worker_name = f"gov-test-{uuid.uuid4().hex[:6]}@%h"
         commands = {
             "api-server": ["api-server"],
