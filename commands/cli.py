@@ -102,6 +102,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"local SMTP sink on 127.0.0.1:{smtp_port} writing to {settings.outbox_dir()}")
     try:
         env = airflow_local.airflow_env(smtp_port)
+        if getattr(args, "no_docs", False):
+            from orchestration.dbt_run import DOCS_SWITCH
+
+            env[DOCS_SWITCH] = "false"  # nor the nightly dbt_docs task of each night
         airflow_local.migrate(env)
         failed = []
         days = _days(args.day, args.to)
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run", help="run the nightly DAG through Airflow for service day(s) over LANDING_DIR")
     r.add_argument("--day", required=True)
     r.add_argument("--to")
-    r.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate` after the run")
+    r.add_argument("--no-docs", action="store_true", help="skip `dbt docs generate` (each night's and after the run)")
     sub.add_parser("report", help="print where to look: warehouse, marts, emails, Data Docs")
     sub.add_parser("airflow", help="run Airflow locally (api-server, scheduler, dag-processor, triggerer)")
     d = sub.add_parser("docs", help="serve the dbt docs and the Data Docs on http://localhost:PORT (make docs)")

@@ -53,3 +53,21 @@ def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None) -> None:
             print(line, end="", flush=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dbt {args[0]} failed with exit code {proc.returncode}; see the log above")
+
+
+DOCS_SWITCH = "GOV_DBT_DOCS_NIGHTLY"  # `false`: the nightly dbt_docs task skips (a test suite's many nights)
+
+
+def docs_dir() -> Path:
+    """Where dbt writes its docs site (index.html, manifest.json, catalog.json): the target folder of
+    orchestration.dbt_run, which `gov-warehouse docs` and compose's docs service serve at /dbt-docs/."""
+    return settings.local_dir() / "dbt_target"
+
+
+def generate_docs(wh: ConnInfo) -> Path | None:
+    """`dbt docs generate` as gov_transformer (the catalog reads what that role sees: the published marts),
+    into docs_dir(); None when GOV_DBT_DOCS_NIGHTLY is false."""
+    if os.environ.get(DOCS_SWITCH, "true").strip().lower() in ("false", "0", "no", "off"):
+        return None
+    run_dbt(wh, ["docs", "generate"])
+    return docs_dir() / "index.html"

@@ -17,15 +17,17 @@ run by hand or in CI exits non-zero on ERROR STALE, as dbt's users expect.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import task
 
 from orchestration.dbt_manifest import manifest_path
+from orchestration.dbt_run import DOCS_SWITCH, docs_dir, generate_docs  # noqa: F401 - gov_publish's dbt_docs task
 from warehouse import connections, settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from airflow.sdk import TaskGroup, XComArg
 
 log = logging.getLogger(__name__)
@@ -41,28 +43,6 @@ PROFILE_NAME, TARGET_NAME = "gov_warehouse", "warehouse"  # dbt_project/profiles
 SERVICE_DAY = "{{ ti.xcom_pull(task_ids='service_days') | max }}"
 # orchestration.publish.CANDIDATE; not imported from there, as that would load psycopg on every DAG parse
 CANDIDATE_SCHEMA = "marts_candidate"
-
-
-DOCS_SWITCH = "GOV_DBT_DOCS_NIGHTLY"  # `false`: the nightly dbt_docs task skips (a test suite's many nights)
-
-
-def docs_dir() -> Path:
-    """Where dbt writes its docs site (index.html, manifest.json, catalog.json): the target folder of
-    orchestration.dbt_run, which `gov-warehouse docs` and compose's docs service serve at /dbt-docs/."""
-    return settings.local_dir() / "dbt_target"
-
-
-def generate_docs(wh: connections.ConnInfo) -> Path | None:
-    """`dbt docs generate` as gov_transformer (the catalog reads what that role sees: the published marts),
-    into docs_dir(); None when GOV_DBT_DOCS_NIGHTLY is false."""
-    import os
-
-    from orchestration.dbt_run import run_dbt
-
-    if os.environ.get(DOCS_SWITCH, "true").strip().lower() in ("false", "0", "no", "off"):
-        return None
-    run_dbt(wh, ["docs", "generate"])
-    return docs_dir() / "index.html"
 
 
 def dbt_vars() -> dict[str, str]:

@@ -1,10 +1,12 @@
 """The 07:00 watchdog, run through Airflow (`airflow dags test gov_publish_watchdog`) against a real
 warehouse and a real SMTP server: it alerts on-call when the night is not published (a blocked publish
-is not a publish) and stays quiet when it is."""
+is not a publish) and stays quiet when it is. Both runs leave their OpenLineage events in the local runs' file
+transport (airflow_local.airflow_env): the failed night's task FAIL, the good night's COMPLETE."""
 
 from __future__ import annotations
 
 import email
+import json
 import time
 from datetime import date
 from email import policy
@@ -67,5 +69,11 @@ def test_watchdog_alerts_when_the_night_is_not_published_and_is_quiet_when_it_is
         assert len(_alerts(tmp_path / "outbox")) == 1  # still only the first night's
     finally:
         sink.stop()
+    # lineage through the OpenLineage provider to the local file transport, one event a line
+    events = [json.loads(line) for line in
+              airflow_local.openlineage_events_file(tmp_path / "local").read_text().splitlines()]
+    task = [e["eventType"] for e in events if e["job"]["name"] == "gov_publish_watchdog.check_published"]
+    assert task == ["START", "FAIL", "START", "COMPLETE"]
+    assert {e["job"]["namespace"] for e in events} == {"gov-warehouse"}
     with psycopg.connect(wh.conninfo()) as conn:  # the watchdog only reads
         assert conn.execute("select count(*) from audit.publish_log").fetchone() == (2,)
