@@ -49,7 +49,12 @@ def communities(conn: psycopg.Connection, street_code: str, day: date) -> list[d
                        count(c.*) filter (where c.received_date = %(day)s - 1 and c.resolved_overnight)
                            as overnight_resolved
                 from (select community_code, community_name from marts.dim_community
-                      where street_code = %(street)s) m
+                      where street_code = %(street)s
+                      -- a community the canteens seed places a canteen in, with no compound in the registry
+                      union select community_code, null from marts.mart_community_canteen_day
+                      where street_code = %(street)s and service_date = %(day)s
+                        and community_code not in (select community_code from marts.dim_community
+                                                   where street_code = %(street)s)) m
                 full join cases c using (community_code)
                 group by 1)
             select counts.*, coalesce(ct.person_times, 0) as canteen_person_times
@@ -57,6 +62,18 @@ def communities(conn: psycopg.Connection, street_code: str, day: date) -> list[d
                  on ct.community_code = counts.community_code and ct.service_date = %(day)s
             order by counts.community_code nulls last""",
         {"street": street_code, "day": day}).fetchall()
+
+
+def unplaced_person_times(conn: psycopg.Connection, street_code: str, day: date) -> int:
+    """The street's canteen person-times of the day that no community carries: those of canteens the
+    canteens seed places in no community (fct_canteen_day's street total less mart_community_canteen_day's)."""
+    row = conn.execute(
+        """select coalesce((select sum(person_times) from marts.fct_canteen_day
+                            where street_code = %(street)s and service_date = %(day)s), 0)
+                - coalesce((select sum(person_times) from marts.mart_community_canteen_day
+                            where street_code = %(street)s and service_date = %(day)s), 0) as unplaced""",
+        {"street": street_code, "day": day}).fetchone()
+    return int(row["unplaced"])
 
 
 def overdue_cases(conn: psycopg.Connection, street_code: str, day: date) -> list[dict]:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from reports import city_figures, night
 from reports.figures import ScopeReport
 from reports.notice_rules import FILE_REASONS, HELD_REASONS, ROW_REASONS
-from reports.sections import Block, _int, _rate
+from reports.sections import Block, num, pct
 
 # figure_key of the published_figures seed -> what the programme published it as (seed-facts.yaml)
 FIGURE_LABELS = {
@@ -33,6 +33,16 @@ FIGURE_LABELS = {
     "micro_grids": "微网格", "grid_assistants": "网格协管员", "compounds_with_party_org": "建立党组织小区",
     "party_org_grid_alignment_rate": "党组织与网格对应率", "party_positions": "小区党组织阵地",
     "party_members_registered": "报到党员",
+    "secretaries_resident_members": "小区党组织书记由居民党员担任",
+    "secretaries_community_cadres": "小区党组织书记由社区干部担任",
+    "part_time_committee_members": "小区党组织兼职委员", "property_party_instructors": "物业党建指导员",
+    "property_company_party_branches": "物业企业党支部", "self_funding_no_property_compounds": "无物业小区自筹自管",
+    "hot_issues_solved": "解决热点问题（累计）", "urgent_issues_solved": "解决急难愁盼问题（累计）",
+    "compound_party_orgs_solving_issues": "参与解决问题的小区党组织（累计）",
+    "party_org_funding_yuan_per_year": "小区党组织工作经费（元/年）",
+    "committee_communication_subsidy_yuan": "兼职委员通讯补贴（元）",
+    "streets.miaoqian.courtyards_before": "整合前院落", "streets.miaoqian.compounds_after": "院落整合后小区",
+    "streets.liuxiang.micro_positions": "驻区企业提供微阵地", "streets.wenmiao.in_service_members": "在职党员随网格员报到",
 }
 REASON_KINDS = {"missing": "连续未报送，已发提醒", "received": "更正文件已入库，已回复“已收到，已入库”"}
 
@@ -54,16 +64,16 @@ def city_blocks(report: ScopeReport) -> list[Block]:
 def district_blocks(report: ScopeReport) -> list[Block]:
     rows, city = report.districts, {**(report.today or {}), "name": "全市合计"}
     work = Block("各区县办事情况", ["区县", "受理", "办结", "不隔夜率", "网格内解决率", "积压"],
-                 [[r["name"], _int(r["cases_received"]), _int(r["cases_resolved"]),
-                   _rate(r["overnight_resolution_rate"]), _rate(r["in_grid_resolution_rate"]), _int(r["cases_backlog"])]
+                 [[r["name"], num(r["cases_received"]), num(r["cases_resolved"]),
+                   pct(r["overnight_resolution_rate"]), pct(r["in_grid_resolution_rate"]), num(r["cases_backlog"])]
                   for r in [*rows, city]],
                  note="不隔夜率：前一日受理、次日9时前办结的比例；网格内解决率：当日办结中未吹哨的比例。")
     service = Block("各区县服务情况", ["区县", "吹哨上报", "帮代办人次", "食堂人次"],
-                    [[r["name"], _int(r["cases_escalated"]), _int(r["people_served"]), _int(r["canteen_person_times"])]
+                    [[r["name"], num(r["cases_escalated"]), num(r["people_served"]), num(r["canteen_person_times"])]
                      for r in [*rows, city]])
     coverage = Block("各区县覆盖情况", ["区县", "小区", "物业服务", "党组织", "业委会"],
-                     [[r["name"], _int(r["compounds"]), _rate(r["property_coverage_rate"]),
-                       _rate(r["party_org_coverage_rate"]), _rate(r["owners_committee_coverage_rate"])]
+                     [[r["name"], num(r["compounds"]), pct(r["property_coverage_rate"]),
+                       pct(r["party_org_coverage_rate"]), pct(r["owners_committee_coverage_rate"])]
                       for r in [*rows, city]],
                      note="覆盖率：当日台账中有物业服务、有党组织、有业委会（物管会）的小区占比。")
     return [work, service, coverage]
@@ -85,27 +95,43 @@ def reconciliation_block(report: ScopeReport) -> Block:
         else:
             status = "一致" if f["matches"] else "不一致"
         counts[status] += 1
-        label = FIGURE_LABELS.get(f["figure_key"], f["figure_key"])
-        cards.append((f"{label} · {f['scope_name']}",
+        cards.append((f"{label(f['figure_key'])} · {f['scope_name']}",
                       f"公布 {_value(f['published'])}{'（约数）' if f['approx'] else ''} · 平台 {_value(f['warehouse'])}"
                       f" · {status}"))
     as_of = next((f["registry_as_of"] for f in recon.get("figures", []) if f["registry_as_of"]), None)
     summary = "，".join(f"{k} {v} 项" for k, v in counts.items())
     return Block("公布数据核对（每月一次）", cards=cards, empty="尚无公布数据核对结果（核对表未发布）。",
-                 note=f"{summary}。台账截至 {as_of.isoformat() if as_of else '—'}；约数按 5% 以内为一致；"
-                      "累计指标（受理事项、服务人次、补贴支出）需平台载入2023年1月1日至10月31日全部数据后比对。")
+                 note=f"{summary}。台账截至 {as_of.isoformat() if as_of else '—'}；约数按 5% 以内为一致。"
+                      + period_note(recon.get("figures", [])))
+
+
+def period_note(figures: list[dict]) -> str:
+    """Which figures count the whole programme period (needs_programme_period of the mart's rows), so
+    are compared only once it is all loaded."""
+    labels = list(dict.fromkeys(label(f["figure_key"]) for f in figures if f["needs_programme_period"]))
+    if not labels:
+        return ""
+    start, end = city_figures.PROGRAMME_START, city_figures.PROGRAMME_END
+    return (f"累计指标（{'、'.join(labels)}）需平台载入{start.year}年{start.month}月{start.day}日至"
+            f"{end.year}年{end.month}月{end.day}日全部数据后比对。")
+
+
+def label(figure_key: str) -> str:
+    """A published figure's name in Chinese (FIGURE_LABELS); a key it does not know, as itself."""
+    return FIGURE_LABELS.get(figure_key, figure_key)
 
 
 def problem_counts_block(report: ScopeReport) -> Block:
     """Missing and held reporters, counted per district (every district, in code order)."""
-    counts = {d["district_code"]: {"name": d["district_name"], "missing": 0, "held": 0} for d in night._seed("districts")}
+    counts = {d["district_code"]: {"name": d["district_name"], "missing": 0, "held": 0}
+              for d in night.seed_rows("districts")}
     for street in report.problems:
         entry = counts.setdefault(street["street_code"][:6], {"name": street["street_code"][:6], "missing": 0, "held": 0})
         entry["missing"] += len(street["missing"])
         entry["held"] += len(street["held"])
-    rows = [[c["name"], _int(c["missing"]), _int(c["held"])] for c in counts.values()]
-    rows.append(["全市合计", _int(sum(c["missing"] for c in counts.values())),
-                 _int(sum(c["held"] for c in counts.values()))])
+    rows = [[c["name"], num(c["missing"]), num(c["held"])] for c in counts.values()]
+    rows.append(["全市合计", num(sum(c["missing"] for c in counts.values())),
+                 num(sum(c["held"] for c in counts.values()))])
     return Block("未报送或暂缓采用的报送单位（按区县）", ["区县", "未报", "暂缓采用"], rows,
                  note="未报：未报送或文件无法读取；暂缓采用：文件待数据管理员核实。"
                       "各单位名单见各区县日报的“未报送或暂缓采用的报送单位”（按街道列名）。",

@@ -53,6 +53,7 @@ class ScopeReport:
     notes: list[str] = field(default_factory=list)  # the night's status in plain Chinese (reports.night)
     published: bool = True  # False before the first publish: `marts` has no tables yet
     communities: list[dict] = field(default_factory=list)  # street: per community (reports.casework)
+    canteen_unplaced: int = 0  # street: person-times of canteens placed in no community (reports.casework)
     overdue: list[dict] = field(default_factory=list)  # street: open cases past the overnight mark
     waiting: list[dict] = field(default_factory=list)  # street: escalations waiting for a department
     ranking: list[dict] = field(default_factory=list)  # district: streets vs their last 7 days
@@ -154,6 +155,7 @@ def _casework(conn: psycopg.Connection, report: ScopeReport) -> None:
     scope, day = report.scope, report.service_date
     if scope.level == "street":
         report.communities = casework.communities(conn, scope.code, day)
+        report.canteen_unplaced = casework.unplaced_person_times(conn, scope.code, day)
         report.overdue = casework.overdue_cases(conn, scope.code, day)
         report.waiting = casework.waiting_escalations(conn, scope.code, day)
     elif scope.level == "district":

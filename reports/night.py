@@ -38,7 +38,8 @@ class NightNotes:
     submissions: list[dict] = field(default_factory=list)
 
 
-def _seed(name: str) -> list[dict]:
+def seed_rows(name: str) -> list[dict]:
+    """The rows of a dbt seed (dbt_project/seeds/<name>.csv): the reference names the emails use."""
     with (DBT_PROJECT_DIR / "seeds" / f"{name}.csv").open(encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
@@ -47,12 +48,12 @@ def _seed(name: str) -> list[dict]:
 def reporters() -> dict[str, dict[str, str]]:
     """source -> reporter code -> display name, for every expected reporter. Assistance points have no
     name of their own in the reference data: they are named after their street and number."""
-    streets = {r["street_code"]: r["street_name"] for r in _seed("streets")}
+    streets = {r["street_code"]: r["street_name"] for r in seed_rows("streets")}
     return {
         "streets": dict(streets),
-        "canteens": {r["canteen_code"]: r["canteen_name"] for r in _seed("canteens")},
+        "canteens": {r["canteen_code"]: r["canteen_name"] for r in seed_rows("canteens")},
         "assistance": {r["point_code"]: f"{streets.get(r['street_code'], r['street_code'])}帮代办点"
-                                        f"{int(r['point_code'][-3:])}号" for r in _seed("assistance_points")},
+                                        f"{int(r['point_code'][-3:])}号" for r in seed_rows("assistance_points")},
     }
 
 

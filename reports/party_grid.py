@@ -5,19 +5,19 @@ secretaries, property-company party work and local arrangements under them. Read
 as gov_bi_reader, like every figure of the email (reports.figures), and built as reports.sections' Blocks,
 so the text part carries every figure the HTML has.
 
-One call: `party_grid_section(wh, district_code, day)` gives (html, text); before the first publish, or on
-a day without registry rows, the section says so instead of failing.
+One call: `party_grid_blocks(wh, district_code, day)` gives the Blocks reports.send puts in the district
+email (reports.render renders them as every other section); before the first publish, or on a day without
+registry rows, the section says so instead of failing.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from html import escape
 
 import psycopg
 from psycopg.rows import dict_row
 
-from reports.sections import RED, Block, block_html, block_text
+from reports.sections import Block, num, pct
 from warehouse.connections import BI_READER, connect_as
 from warehouse.conninfo import ConnInfo
 
@@ -41,14 +41,6 @@ order by g.scope_level = 'street', g.scope_code
 """
 
 
-def _int(v) -> str:
-    return "—" if v is None else f"{int(v):,}"
-
-
-def _rate(v) -> str:
-    return "—" if v is None else f"{float(v) * 100:.1f}%"
-
-
 def read_rows(conn: psycopg.Connection, district_code: str, day: date) -> list[dict] | None:
     """The district's row then its streets' (None before the first publish: the marts do not exist yet)."""
     for table in TABLES:
@@ -70,31 +62,31 @@ def blocks(rows: list[dict] | None) -> list[Block]:
         return r["street_name"] or r["scope_code"]
 
     grid = Block("网格力量（分街道）", ["街道", "网格", "微网格", "网格助理", "入格率"],
-                 [[name(r), _int(r["grids"]), _int(r["micro_grids"]), _int(r["grid_assistants"]),
-                   _rate(r["grid_coverage_rate"])] for r in streets]
-                 + [[DISTRICT_TOTAL, _int(district["grids"]), _int(district["micro_grids"]),
-                     _int(district["grid_assistants"]), _rate(district["grid_coverage_rate"])]],
+                 [[name(r), num(r["grids"]), num(r["micro_grids"]), num(r["grid_assistants"]),
+                   pct(r["grid_coverage_rate"])] for r in streets]
+                 + [[DISTRICT_TOTAL, num(district["grids"]), num(district["micro_grids"]),
+                     num(district["grid_assistants"]), pct(district["grid_coverage_rate"])]],
                  note="入格率：有所属网格的小区占小区数；微网格、网格助理按街道台账填报数合计。")
     party = Block("小区党组织（分街道）", ["街道", "党组织", "建在网格上", "阵地", "兼职委员"],
-                  [[name(r), _int(r["compounds_with_party_org"]), _rate(r["party_org_grid_alignment_rate"]),
-                    _int(r["party_positions"]), _int(r["part_time_committee_members"])] for r in streets]
-                  + [[DISTRICT_TOTAL, _int(district["compounds_with_party_org"]),
-                      _rate(district["party_org_grid_alignment_rate"]), _int(district["party_positions"]),
-                      _int(district["part_time_committee_members"])]],
+                  [[name(r), num(r["compounds_with_party_org"]), pct(r["party_org_grid_alignment_rate"]),
+                    num(r["party_positions"]), num(r["part_time_committee_members"])] for r in streets]
+                  + [[DISTRICT_TOTAL, num(district["compounds_with_party_org"]),
+                      pct(district["party_org_grid_alignment_rate"]), num(district["party_positions"]),
+                      num(district["part_time_committee_members"])]],
                   note="建在网格上：党组织与所在网格对应的比例（占建有党组织的小区）。")
     d = district
     lines = [
-        f"党员 {_int(d['party_members_registered'])} 名；书记由居民党员担任 {_int(d['secretaries_resident_members'])} 个、"
-        f"由社区干部担任 {_int(d['secretaries_community_cadres'])} 个",
-        f"物业党支部 {_int(d['property_company_party_branches'])} 个，"
-        f"物业党建指导员 {_int(d['property_party_instructors'])} 名",
-        f"推行“双组双建双监督” {_int(d['dual_model_compounds'])} 个小区；"
-        f"无物业自筹自管 {_int(d['self_funding_compounds'])} 个小区",
+        f"党员 {num(d['party_members_registered'])} 名；书记由居民党员担任 {num(d['secretaries_resident_members'])} 个、"
+        f"由社区干部担任 {num(d['secretaries_community_cadres'])} 个",
+        f"物业党支部 {num(d['property_company_party_branches'])} 个，"
+        f"物业党建指导员 {num(d['property_party_instructors'])} 名",
+        f"推行“双组双建双监督” {num(d['dual_model_compounds'])} 个小区；"
+        f"无物业自筹自管 {num(d['self_funding_compounds'])} 个小区",
     ]
     if d["courtyards_merged"]:
-        lines.append(f"{_int(d['courtyards_merged'])} 个院落整合为 {_int(d['compounds_from_courtyards'])} 个小区")
+        lines.append(f"{num(d['courtyards_merged'])} 个院落整合为 {num(d['compounds_from_courtyards'])} 个小区")
     if d["micro_positions"] or d["in_service_members"]:
-        lines.append(f"微阵地 {_int(d['micro_positions'])} 个，在职党员报到 {_int(d['in_service_members'])} 名")
+        lines.append(f"微阵地 {num(d['micro_positions'])} 个，在职党员报到 {num(d['in_service_members'])} 名")
     return [grid, party, Block("党建引领（全区）", lines=lines)]
 
 
@@ -106,14 +98,3 @@ def party_grid_blocks(wh: ConnInfo | psycopg.Connection, district_code: str, day
     with connect_as(BI_READER, wh, row_factory=dict_row) as conn:
         return blocks(read_rows(conn, district_code, day))
 
-
-def party_grid_section(wh: ConnInfo | psycopg.Connection, district_code: str, day: date) -> tuple[str, str]:
-    """(html, text) of the district email's grid and party-organisation section for `day`. The HTML is the
-    email's section rows (`<tr>` title, `<tr>` content per block, reports.render's section style) to go into
-    its layout table; the text is the text part's lines for it, each block opened by a blank line."""
-    parts = party_grid_blocks(wh, district_code, day)
-    html = "".join(
-        f'<tr><td style="padding:12px 16px 4px;font-size:15px;font-weight:bold;color:{RED};">{escape(b.title)}</td></tr>'
-        f'<tr><td style="padding:0 16px 8px;">{block_html(b)}</td></tr>' for b in parts)
-    text = "\n".join(line for b in parts for line in block_text(b))
-    return html, text

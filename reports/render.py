@@ -147,39 +147,40 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
             f'style="border-collapse:collapse;"><tr>{head}</tr>{body}</table>')
 
 
-def _section(title: str, inner: str) -> str:
+def section_html(title: str, inner: str) -> str:
+    """One section of the email's layout table: its title row, then its content row."""
     return (f'<tr><td style="padding:12px 16px 4px;font-size:15px;font-weight:bold;color:{RED};">{escape(title)}</td></tr>'
             f'<tr><td style="padding:0 16px 8px;">{inner}</td></tr>')
 
 
 def render_html(report: ScopeReport, dq_line: str, links: dict[str, str], with_chart: bool = True) -> str:
     level = LEVEL_NAMES.get(report.scope.level, "")
-    sections = [_section("今日要点", _table(["指标", "当日", "前一日", "近7日均值"], []).replace(
+    sections = [section_html("今日要点", _table(["指标", "当日", "前一日", "近7日均值"], []).replace(
         "</table>", _key_figures_html(report) + "</table>"))]
     if with_chart:
-        sections.append(_section(trend_title(report), f'<img src="cid:{CHART_CID}" width="600" alt="受理、办结与解决不隔夜率趋势" '
+        sections.append(section_html(trend_title(report), f'<img src="cid:{CHART_CID}" width="600" alt="受理、办结与解决不隔夜率趋势" '
                                             'style="display:block;width:100%;max-width:600px;height:auto;border:0;">'))
     if report.breakdown:
-        sections.append(_section("分街道情况", _table(
+        sections.append(section_html("分街道情况", _table(
             ["街道", "受理", "办结", "不隔夜率", "积压", "食堂人次"],
             [[r["name"] or r["unit"], fmt(r["cases_received"]), fmt(r["cases_resolved"]),
               fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"]), fmt(r["canteen_person_times"])]
              for r in report.breakdown])))
-    sections += [_section(block.title, block_html(block)) for block in acting_blocks(report)]
+    sections += [section_html(block.title, block_html(block)) for block in acting_blocks(report)]
     if report.attention:
-        sections.append(_section("需关注的街道", _table(
+        sections.append(section_html("需关注的街道", _table(
             ["街道", "原因", "不隔夜率", "积压"],
             [[r["street_name"], r["reason"], fmt(r["overnight_resolution_rate"], "rate"), fmt(r["cases_backlog"])]
              for r in report.attention])))
     if report.notes:
-        sections.append(_section("数据情况", "".join(
+        sections.append(section_html("数据情况", "".join(
             f'<div style="font-size:13px;padding:2px 0;">{escape(note)}</div>' for note in report.notes)))
     if report.submissions:
         items = "".join(f'<div style="font-size:13px;padding:2px 0;">{escape(submission_line(s))}</div>'
                         for s in report.submissions)
-        sections.append(_section("报送情况", items))
+        sections.append(section_html("报送情况", items))
     link_html = " · ".join(f'<a href="{escape(url)}" style="color:{RED};">{escape(label)}</a>' for label, url in links.items())
-    sections.append(_section("数据质量", f'<div style="font-size:13px;">{escape(dq_line)}</div>'
+    sections.append(section_html("数据质量", f'<div style="font-size:13px;">{escape(dq_line)}</div>'
                                      f'<div style="font-size:12px;padding-top:4px;">{link_html}</div>'))
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -32,11 +32,13 @@ class Block:
     link: tuple[str, str] | None = None  # (label, url) under the section, in both parts
 
 
-def _int(v) -> str:
+def num(v) -> str:
+    """A count as the emails show it: rounded, thousands separated; — when unknown."""
     return "—" if v is None else f"{round(float(v)):,}"
 
 
-def _rate(v) -> str:
+def pct(v) -> str:
+    """A rate (0..1) as a percentage with one place; — when unknown."""
     return "—" if v is None else f"{float(v) * 100:.1f}%"
 
 
@@ -62,18 +64,18 @@ def community_label(row: dict) -> str:
 
 def street_blocks(report: ScopeReport) -> list[Block]:
     active = [r for r in report.communities if any(r[k] for k in COMMUNITY_COUNTS)]
-    rows = [[community_label(r), _int(r["cases_received"]), _int(r["cases_resolved"]),
-             _int(r["cases_open"]), _rate(_ratio(r["overnight_resolved"], r["overnight_cohort"])),
-             _int(r["canteen_person_times"])]
+    rows = [[community_label(r), num(r["cases_received"]), num(r["cases_resolved"]),
+             num(r["cases_open"]), pct(_ratio(r["overnight_resolved"], r["overnight_cohort"])),
+             num(r["canteen_person_times"])]
             for r in active]
     quiet = len(report.communities) - len(active)
     today = report.today or {}
     if report.communities:
         total = {k: sum(r[k] for r in report.communities) for k in COMMUNITY_COUNTS}
-        rows.append(["街道合计", _int(total["cases_received"]), _int(total["cases_resolved"]), _int(total["cases_open"]),
-                     _rate(_ratio(total["overnight_resolved"], total["overnight_cohort"])),
-                     _int(today.get("canteen_person_times"))])
-    unplaced = (today.get("canteen_person_times") or 0) - sum(r["canteen_person_times"] for r in report.communities)
+        rows.append(["街道合计", num(total["cases_received"]), num(total["cases_resolved"]), num(total["cases_open"]),
+                     pct(_ratio(total["overnight_resolved"], total["overnight_cohort"])),
+                     num(today.get("canteen_person_times"))])
+    unplaced = report.canteen_unplaced
     blocks = [Block("分社区情况", ["社区", "受理", "办结", "未办结", "不隔夜率", "食堂人次"], rows,
                     empty="本服务日无分社区数据。",
                     note=(f"其余 {quiet} 个社区本服务日无事项、无食堂就餐。" if quiet else "")
@@ -104,14 +106,14 @@ def _waiting_card(r: dict) -> tuple[str, str]:
 
 def district_blocks(report: ScopeReport) -> list[Block]:
     ranking = Block("街道排名（解决不隔夜率、积压）", ["街道", "不隔夜率", "较近7日", "积压", "较近7日"],
-                    [[r["street_name"], _rate(r["overnight_resolution_rate"]), _change(r["rate_change"], True),
-                      _int(r["cases_backlog"]), _change(r["backlog_change"], False)] for r in report.ranking],
+                    [[r["street_name"], pct(r["overnight_resolution_rate"]), _change(r["rate_change"], True),
+                      num(r["cases_backlog"]), _change(r["backlog_change"], False)] for r in report.ranking],
                     empty="本服务日无街道数据。",
                     note="按不隔夜率由低到高（无前一日受理的街道在后），同率按积压由多到少；"
                          "较近7日：不隔夜率差（百分点，前7日合计口径），积压差（件，前7日日均）。")
     worst = Block("未办结事项最多的小区", ["小区", "街道", "未办结", "其中隔夜"],
-                  [[r["compound_name"] or r["compound_code"], r["street_name"] or "—", _int(r["cases_open"]),
-                    _int(r["cases_overdue"])] for r in report.worst_compounds],
+                  [[r["compound_name"] or r["compound_code"], r["street_name"] or "—", num(r["cases_open"]),
+                    num(r["cases_overdue"])] for r in report.worst_compounds],
                   left=2, empty="无：本区所有事项均已办结。")
     return [ranking, worst, *report.party_grid, problems_block(report)]
 

@@ -1,6 +1,6 @@
 """The district email's grid and party-organisation section (reports.party_grid) on the published marts of
-the shared two-night build (tests/dbt/conftest.py), read as gov_bi_reader; expected figures from the
-generator's registry rows of the night."""
+the shared two-night build (tests/dbt/conftest.py), read as gov_bi_reader and rendered as the email renders
+its sections (reports.render); expected figures from the generator's registry rows of the night."""
 
 from __future__ import annotations
 
@@ -9,11 +9,21 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from reports.party_grid import party_grid_section
+from reports.party_grid import party_grid_blocks
+from reports.render import section_html
+from reports.sections import block_html, block_text
 from tests.dbt.conftest import NIGHT1, NIGHT2
 from warehouse import reference as ref
 
 pytestmark = pytest.mark.integration
+
+
+def party_grid_section(wh, district: str, day) -> tuple[str, str]:
+    """The section's (html, text) by the district email's own path: the blocks reports.send adds to the
+    report, each rendered by reports.render's section and the Block's text lines."""
+    parts = party_grid_blocks(wh, district, day)
+    return ("".join(section_html(b.title, block_html(b)) for b in parts),
+            "\n".join(line for b in parts for line in block_text(b)))
 
 
 def _pct(numerator: int, denominator: int) -> str:
