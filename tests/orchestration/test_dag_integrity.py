@@ -156,7 +156,7 @@ def test_publish_runs_a_dbt_task_per_node_with_its_tests(dagbag, manifest):
     publish = dagbag.dags["gov_publish"]
     nodes = _dbt_nodes(manifest)
     marts = {n["name"] for n in nodes.values() if n["resource_type"] == "model" and n["path"].startswith("marts/")}
-    assert marts == declared_marts() and len(marts) == 12  # every mart of DESIGN.md section 7, one file each
+    assert marts == declared_marts()  # every mart the project declares, one file each
     dbt_tasks = {t.task_id: t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")}
     for uid, node in nodes.items():
         task = dbt_tasks[_task_for(node)]
