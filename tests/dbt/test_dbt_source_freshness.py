@@ -1,9 +1,9 @@
 """dbt's own source freshness (the sources' `loaded_at_query`: the newest accepted load in audit.load_ledger).
 
 A feed whose newest load is two nights old fails `dbt source freshness` (ERROR STALE, non-zero exit), one a
-night and a half old warns, a fresh one passes; what dbt reads is the ledger's load time, not the service day
-the rows are for. In the nightly path the same dbt result only warns (orchestration.dbt_tasks'
-SourceFreshnessOperator): a missing feed never blocks publish; a freshness query that cannot run still fails.
+night and a half old warns, a fresh one passes; what dbt reads is the ledger's load time of the feed's newest
+service day (a reload of an older day does not freshen it), not the service day's own date. In the nightly
+path the same dbt result only warns (orchestration.dbt_tasks' SourceFreshnessOperator): a missing feed never blocks publish; a freshness query that cannot run still fails.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ def _ledger(wh) -> None:
                 " now() - make_interval(hours => %s)), "
                 "(%s, 'X2', current_date - 1, %s, 0, 0, 'rejected', now() - interval '1 hour', now())",
                 (source, f"{source}/a.csv", hours, hours, source, f"{source}/b.csv"))
+            # an older service day reloaded an hour ago (a backfill, a late revision): the feed's newest night is
+            # still as old as its own load, so this must not make the feed look fresh
+            conn.execute(
+                "insert into audit.load_ledger (source, reporter_code, service_date, file_path, rows_read, "
+                "rows_loaded, status, started_at, finished_at) values "
+                "(%s, 'X3', current_date - 20, %s, 4, 4, 'loaded', now() - interval '1 hour', now())",
+                (source, f"{source}/old.csv"))
 
 
 def test_a_feed_without_a_recent_load_fails_dbt_source_freshness(fresh_warehouse, tmp_path):
