@@ -26,6 +26,7 @@ from ingest import pii
 from orchestration import steps
 from scenario.generator import Night, Scenario
 from tests.support.airflow_home import seed_home
+from tests.support.processes import run_command
 from warehouse import connections, conninfo, settings
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ def run_pipeline(*days: date) -> subprocess.CompletedProcess:
             "--no-docs"]
     # a broken step should fail the test at once, not wait out production retry back-offs
     env = {**os.environ, "GOV_TASK_RETRIES": "0"}
-    return subprocess.run(args, cwd=settings.REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    return run_command(args, cwd=settings.REPO_ROOT, env=env, timeout=1800)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ logged in as the role of its step, and the administrator only for the bootstrap.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from ingest import loader
 from scenario.generator import Scenario
 from tests.conftest import create_database, drop_database
 from tests.support.airflow_home import seed_home
+from tests.support.processes import run_command
 from warehouse import connections, conninfo, credentials, settings
 
 pytestmark = pytest.mark.e2e
@@ -88,8 +88,8 @@ def night(server_url, tmp_path_factory, airflow_db_template):
     watch.start()
     try:
         started = time.time()
-        proc = subprocess.run([sys.executable, "-m", "commands", "run", "--day", DAY.isoformat()], cwd=settings.REPO_ROOT,
-                              env=env, capture_output=True, text=True, timeout=1800)
+        proc = run_command([sys.executable, "-m", "commands", "run", "--day", DAY.isoformat()], cwd=settings.REPO_ROOT,
+                           env=env, timeout=1800)
         watch.stop.set()
         watch.join()
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
