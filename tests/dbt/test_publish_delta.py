@@ -2,10 +2,10 @@
 rewrote (audit.mart_changes, dbt_project/macros/publish_delta.sql), and what BI reads equals a whole copy of
 the candidate marts after every publish.
 
-The two nights of tests/dbt/conftest.py (published as the nightly run publishes them: the first a whole
-copy, the second a delta) are the start; a copy of that database then gets a revised file for the second
-night, that night reprocessed, then a third night built, and one publish for both builds (as after a blocked
-night): the changes of two builds in one publish.
+The two nights of tests/dbt/conftest.py are the start: a copy of that database is published (whole, if an
+earlier test rebuilt the shared candidate), then gets a revised file for the second night, that night
+reprocessed, then a third night built, and one publish for both builds (as after a blocked night): the
+changes of two builds in one publish, checked equal to a whole copy.
 """
 
 from __future__ import annotations
@@ -68,17 +68,16 @@ def clone(wh: conninfo.ConnInfo, prefix: str) -> conninfo.ConnInfo:
     return copy
 
 
-def test_the_nightly_publish_equals_a_whole_copy(built):
-    """The fixture's second publish was a delta: BI reads exactly what a whole copy would give."""
-    assert differences(built["wh"]) == {}
-
-
 def test_a_revised_and_reprocessed_night_and_the_next_publish_what_a_whole_copy_would(built, tmp_path):
     """Night 2's canteen file revised and the night reprocessed, then night 3 built, and one publish for
     both builds (as after a blocked night): BI reads what a whole copy would give, and night 1's rows of
     the day-keyed marts were not rewritten."""
     wh = clone(built["wh"], "delta")
     try:
+        # the shared build as published (tests before this one may have rebuilt its candidate, e.g. a full
+        # refresh: another candidate table, which this publish copies whole)
+        publish_candidate(wh)
+        assert differences(wh) == {}
         # the landing folder of the shared build, copied: the revision is made in the copy
         landing = tmp_path / "landing"
         shutil.copytree(built["nights"][NIGHT1].files[0].parents[2], landing)
