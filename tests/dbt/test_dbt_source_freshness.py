@@ -3,7 +3,8 @@
 A feed whose newest load is two nights old fails `dbt source freshness` (ERROR STALE, non-zero exit), one a
 night and a half old warns, a fresh one passes; what dbt reads is the ledger's load time of the feed's newest
 service day (a reload of an older day does not freshen it), not the service day's own date. In the nightly
-path the same dbt result only warns (orchestration.dbt_tasks' SourceFreshnessOperator): a missing feed never blocks publish; a freshness query that cannot run still fails.
+path the same dbt result only warns (orchestration.dbt_tasks' SourceFreshnessOperator): a missing feed never
+blocks publish; a freshness query that cannot run still fails.
 """
 
 from __future__ import annotations
