@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -10,12 +9,13 @@ from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Asset
 
 from orchestration.assets import MARTS_ASSET, RAW_FEED_ASSETS, RAW_NIGHT_ASSET
+from warehouse import settings
 from warehouse.settings import FEEDS as FEEDS  # re-exported for the DAG files
 from warehouse.settings import SERVICE_TZ
 
 TZ = SERVICE_TZ  # pendulum takes the zone by name
 START = pendulum.datetime(2023, 1, 1, tz=TZ)
-ONCALL = os.environ.get("GOV_ONCALL_EMAIL", "oncall@taiyuan.example")
+ONCALL = settings.oncall_email()
 WAREHOUSE_POOL = "warehouse"  # bounds concurrent warehouse sessions (created by `gov-warehouse run/airflow`)
 
 RAW_FEEDS = {feed: Asset(name=f"raw_{feed}", uri=uri) for feed, uri in RAW_FEED_ASSETS.items()}
@@ -44,8 +44,8 @@ def alert_on_call(context: dict) -> None:
 def default_args() -> dict:
     return {
         "owner": "gov-data",
-        "retries": int(os.environ.get("GOV_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(seconds=int(os.environ.get("GOV_RETRY_DELAY_SECONDS", "120"))),
+        "retries": int(settings.number("GOV_TASK_RETRIES", 2)),
+        "retry_delay": timedelta(seconds=settings.number("GOV_RETRY_DELAY_SECONDS", 120)),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(minutes=45),

@@ -35,7 +35,7 @@ _PARSE_ENV = {"WH_HOST": "parse-only.invalid", "WH_PORT": "5432", "WH_USER": "pa
 
 def manifest_path() -> Path:
     """Where the manifest is read and written: `GOV_DBT_MANIFEST`, else dbt_project/target/manifest.json."""
-    return Path(os.environ.get("GOV_DBT_MANIFEST", DEFAULT_MANIFEST)).resolve()
+    return settings.dbt_manifest_path(DEFAULT_MANIFEST)
 
 
 def project_digest() -> str:

@@ -55,7 +55,7 @@ def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None) -> None:
         raise RuntimeError(f"dbt {args[0]} failed with exit code {proc.returncode}; see the log above")
 
 
-DOCS_SWITCH = "GOV_DBT_DOCS_NIGHTLY"  # `false`: the nightly dbt_docs task skips (a test suite's many nights)
+DOCS_SWITCH = settings.DOCS_NIGHTLY_VAR  # `false`: the nightly dbt_docs task skips (a test suite's many nights)
 
 
 def docs_dir() -> Path:
@@ -67,7 +67,7 @@ def docs_dir() -> Path:
 def generate_docs(wh: ConnInfo) -> Path | None:
     """`dbt docs generate` as gov_transformer (the catalog reads what that role sees: the published marts),
     into docs_dir(); None when GOV_DBT_DOCS_NIGHTLY is false."""
-    if os.environ.get(DOCS_SWITCH, "true").strip().lower() in ("false", "0", "no", "off"):
+    if not settings.switch(DOCS_SWITCH, True):
         return None
     run_dbt(wh, ["docs", "generate"])
     return docs_dir() / "index.html"

@@ -16,7 +16,6 @@ airflow_local.install_plugins writes into the plugins folder; the image does the
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,19 +23,20 @@ from zoneinfo import ZoneInfo
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseDeadlineReference, DeadlineAlert, SyncCallback
 
+from warehouse import settings
 from warehouse.settings import SERVICE_TZ
 
-DEADLINE_VAR = "GOV_PUBLISH_DEADLINE"
+DEADLINE_VAR = settings.PUBLISH_DEADLINE_VAR
 DEFAULT_DEADLINE = "07:00"
 # set by `airflow dags test` runs (airflow_local): Airflow 3.3's dag.test() cannot finish a successful run of a
 # DAG with deadline alerts (it looks them up by their serialized form, not their stored ids), and no scheduler
 # watches such a run; its deadline would be skipped anyway (its morning is over, see morning_deadline)
-NO_DEADLINES_VAR = "GOV_NO_DEADLINE_ALERTS"
+NO_DEADLINES_VAR = settings.NO_DEADLINES_VAR
 
 
 def deadline_time_of_day() -> time:
     """GOV_PUBLISH_DEADLINE as a time of day (HH:MM, or HH:MM:SS), in the service time zone."""
-    raw = os.environ.get(DEADLINE_VAR, DEFAULT_DEADLINE)
+    raw = settings.text(DEADLINE_VAR, DEFAULT_DEADLINE)
     try:
         return time.fromisoformat(raw)
     except ValueError:
@@ -94,7 +94,7 @@ def _local(value: Any) -> str:
 def publish_deadline() -> DeadlineAlert | None:
     """gov_publish's `deadline=`: PublishedByMorning, no offset, on-call alerted by deadline_missed (none in a
     process that set GOV_NO_DEADLINE_ALERTS)."""
-    if os.environ.get(NO_DEADLINES_VAR):
+    if settings.switch(NO_DEADLINES_VAR, False):
         return None
     return DeadlineAlert(reference=PublishedByMorning(), interval=timedelta(0),
                          callback=SyncCallback(deadline_missed), name="published by 07:00")

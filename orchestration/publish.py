@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 import psycopg
 from psycopg import sql
 
+from warehouse import settings
 from warehouse.connections import PUBLISHER, connect_as
 from warehouse.conninfo import ConnInfo
 
@@ -51,10 +51,6 @@ log = logging.getLogger(__name__)
 CANDIDATE, PUBLISHED = "marts_candidate", "marts"
 TRANSFORMER, BI_READER = "gov_transformer", "gov_bi_reader"
 PUBLISH_LOCK = 7261002  # advisory lock: one publisher at a time
-
-
-def _setting(name: str, default: str) -> float:
-    return float(os.environ.get(name, default))
 
 
 class PublishLockTimeout(RuntimeError):
@@ -76,9 +72,9 @@ def publish_candidate(wh: ConnInfo, lock_timeout_s: float | None = None, attempt
     """Make every `marts` table equal to the candidate's, atomically (moving the rows of the keys changed
     since its last publish, or every row); returns the tables published. Raises PublishLockTimeout when
     every attempt timed out waiting for a lock."""
-    lock_timeout_s = _setting("GOV_PUBLISH_LOCK_TIMEOUT_S", "10") if lock_timeout_s is None else lock_timeout_s
-    attempts = int(_setting("GOV_PUBLISH_ATTEMPTS", "3")) if attempts is None else attempts
-    retry_delay_s = _setting("GOV_PUBLISH_RETRY_DELAY_S", "5") if retry_delay_s is None else retry_delay_s
+    lock_timeout_s = settings.number("GOV_PUBLISH_LOCK_TIMEOUT_S", 10) if lock_timeout_s is None else lock_timeout_s
+    attempts = int(settings.number("GOV_PUBLISH_ATTEMPTS", 3)) if attempts is None else attempts
+    retry_delay_s = settings.number("GOV_PUBLISH_RETRY_DELAY_S", 5) if retry_delay_s is None else retry_delay_s
     for attempt in range(1, attempts + 1):
         try:
             tables = _publish_once(wh, lock_timeout_s)
