@@ -297,8 +297,13 @@ def test_district_email_ranks_streets_on_overnight_rate_then_backlog(published):
     assert got == expected_ranking(published, "140106")
     # one night before: no 7-day rate to compare with, the backlog's change against the 5th
     assert all("较近7日 —" in line for line in lines if "不隔夜率" in line)
-    # the grids and party organisations (reports.party_grid), wired in after the ranking and worst compounds
-    assert "\n网格力量（分街道）：\n" in text_of(msg) or "\n网格与小区党组织：\n" in text_of(msg)
+    # the grids and party organisations (reports.party_grid), wired in after the ranking and worst compounds:
+    # each street's grids, micro-grids and assistants as the generator's registry rows of the night count them
+    rows = [r for r in published["nights"][DAY].compounds if r["street_code"] == MIAOQIAN]
+    grid = listed(text_of(msg), "网格力量（分街道）")
+    assert (f"  {street_names()[MIAOQIAN]}：网格 {len({r['grid_code'] for r in rows}):,}，"
+            f"微网格 {sum(r['micro_grids'] for r in rows):,}，网格助理 {sum(r['grid_assistants'] for r in rows):,}，"
+            "入格率 100.0%") in grid, grid
 
 
 def test_district_email_names_the_worst_compounds_and_missing_reporters_by_street(published):
@@ -385,6 +390,41 @@ def test_street_email_names_its_communities_and_their_canteen_person_times(publi
     assert all(names[c] in html for c in meals)
 
 
+def test_a_canteens_community_without_compounds_keeps_its_person_times(published):
+    """A community the canteens seed places a canteen in but the registry has no compound of (here: one
+    made so by deleting its compounds and dim_community row, rolled back) still has its row and its
+    canteens' person-times, and no canteen is called unplaced (the street total less the placed ones)."""
+    from psycopg.rows import dict_row
+
+    from reports import casework
+    from reports.figures import Scope, ScopeReport
+    from reports.sections import street_blocks
+
+    street = WUCHENG_CANTEEN[2:11]
+    community_of = {r["canteen_code"]: r["community_code"] for r in seed("canteens")}
+    meals: dict[str, int] = {}
+    for m in counted_meals(published):
+        if m["canteen_code"][2:11] == street:
+            meals[community_of[m["canteen_code"]]] = meals.get(community_of[m["canteen_code"]], 0) + 1
+    community = community_of[WUCHENG_CANTEEN]
+    conn = psycopg.connect(published["wh"].conninfo(), row_factory=dict_row)
+    try:
+        conn.execute("delete from marts.dim_compound where community_code = %s", (community,))
+        conn.execute("delete from marts.dim_community where community_code = %s", (community,))
+        rows = casework.communities(conn, street, DAY)
+        report = ScopeReport(Scope("street", street, "坞城街道"), DAY, communities=rows,
+                             canteen_unplaced=casework.unplaced_person_times(conn, street, DAY))
+        report.days[DAY] = {"canteen_person_times": sum(meals.values())}
+        [table, *_] = street_blocks(report)
+    finally:
+        conn.rollback()
+        conn.close()
+    assert {r["community_code"]: r["canteen_person_times"] for r in rows}[community] == meals[community]
+    assert report.canteen_unplaced == 0
+    assert "各食堂均已登记所在社区。" in table.note and "未登记所在社区的食堂" not in table.note
+    assert [r for r in table.rows if r[0] == f"社区{community[-3:]}"][0][-1] == f"{meals[community]:,}"
+
+
 # --- the city email -------------------------------------------------------------------------------
 
 def district_of(code: str) -> str:
@@ -457,6 +497,12 @@ def test_city_email_compares_with_the_published_figures_on_a_months_last_night(p
     assert cards["帮代办受理群众事项（累计） · 全市"].startswith(
         f"公布 {int(published_values[('assistance_matters_handled', '140100')]):,} · 平台 ")
     assert cards["帮代办受理群众事项（累计） · 全市"].endswith(" · 暂不比对")
+    # every figure by its Chinese name, the published streets by theirs (dim_street), none by its key
+    assert not [c for c in cards if re.match(r"[a-z_.]+ ·", c)] and not [c for c in cards if c.endswith(" · miaoqian")]
+    assert cards["整合前院落 · 庙前街道"].startswith("公布 275 · 平台 ")
+    assert "累计指标（帮代办受理群众事项（累计）、" in "".join(lines)
+    # rebuilt on the month's last night (mart_published_figures is incremental): the registry of the 31st
+    assert f"台账截至 {DAY.isoformat()}；" in "".join(lines)
     # DAY1's email only says when the next comparison is
     from reports.figures import Scope
     from reports.render import render_text
@@ -577,3 +623,34 @@ def test_the_next_comparison_is_the_months_last_day():
     assert next_reconciliation(date(2023, 2, 3)) == date(2023, 2, 28)
     assert next_reconciliation(date(2023, 12, 31)) == date(2023, 12, 31)
     assert reconciliation_night(date(2024, 2, 29)) and not reconciliation_night(date(2024, 2, 28))
+
+
+MODEL_CHANGES = "select keys from audit.mart_changes where model = 'mart_published_figures'"
+
+
+def test_published_figures_are_kept_and_not_recomputed_on_a_night_not_a_months_last(published):
+    """mart_published_figures costs a scan of the programme period: a nightly run on any other day than a
+    month's last selects nothing and keeps the rows (a sentinel put in the candidate mart survives a run of
+    the 30th) and gives the publish no changed keys; a run of the 31st computes them again."""
+    from orchestration import dbt_run
+
+    def sentinels() -> tuple[int, int]:
+        with psycopg.connect(published["wh"].conninfo()) as conn:
+            return conn.execute("select count(*) filter (where published = -1), count(*) "
+                                "from marts_candidate.mart_published_figures").fetchone()
+
+    def run_night(day: date) -> list:
+        with psycopg.connect(published["wh"].conninfo()) as conn:
+            seen = conn.execute(MODEL_CHANGES.replace("keys", "count(*)"), ()).fetchone()[0]
+        dbt_run.run_dbt(connections.warehouse(), ["run", "--select", "mart_published_figures"], day.isoformat())
+        with psycopg.connect(published["wh"].conninfo()) as conn:
+            return [k for (k,) in conn.execute(MODEL_CHANGES + " order by recorded_at offset %s", (seen,))]
+
+    with psycopg.connect(published["wh"].conninfo(), autocommit=True) as conn:
+        marked = conn.execute("update marts_candidate.mart_published_figures set published = -1 "
+                              "where figure_key = 'compounds'").rowcount
+    rows = sentinels()[1]
+    assert marked == 2 and rows > 30  # 小店区 and 迎泽区
+    assert run_night(DAY1) == [[]] and sentinels() == (marked, rows)
+    changed = run_night(DAY)
+    assert sentinels() == (0, rows) and len(changed) == 1 and len(changed[0]) == rows
