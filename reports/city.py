@@ -7,13 +7,13 @@ reporters were sent a 数据报送问题通知 tonight and why.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 from reports import city_figures, night
 from reports.figures import ScopeReport
 from reports.notice_rules import FILE_REASONS, HELD_REASONS, ROW_REASONS
 from reports.sections import Block, num, pct
+from warehouse import settings
 
 # figure_key of the published_figures seed -> what the programme published it as (seed-facts.yaml)
 FIGURE_LABELS = {
@@ -141,11 +141,11 @@ def problem_counts_block(report: ScopeReport) -> Block:
 def problems_link() -> tuple[str, str] | None:
     """Where the list is, for a reader with the docs site (GOV_DOCS_BASE_URL): the model of the reporters'
     submissions per night (marts.mart_source_freshness, which BI reads by reporter and day)."""
-    base = os.environ.get("GOV_DOCS_BASE_URL")
+    base = settings.docs_base_url()
     if not base:
         return None
     return ("报送单位名单口径（mart_source_freshness）",
-            f"{base.rstrip('/')}/dbt-docs/#!/model/model.gov_warehouse.mart_source_freshness")
+            f"{base}/dbt-docs/#!/model/model.gov_warehouse.mart_source_freshness")
 
 
 def reason_label(reason: str) -> str:

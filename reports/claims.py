@@ -16,12 +16,13 @@ A message's ledger rows are inserted, committed, BEFORE it goes to the relay:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+
+from warehouse import settings
 
 CLAIMED, SENT, UNCONFIRMED = "claimed", "sent", "unconfirmed"
 
@@ -38,7 +39,7 @@ class Ledger:
         return sql.Identifier(*self.table.split("."))
 
     def stale_minutes(self) -> float:
-        return float(os.environ.get(self.stale_setting, self.stale_default))
+        return settings.number(self.stale_setting, float(self.stale_default))
 
     def expire_stale(self, conn: psycopg.Connection, returning: Sequence[str], where: str = "true",
                      args: Sequence = ()) -> list[tuple]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import smtplib
 from email.message import EmailMessage
 
+from warehouse.settings import DEFAULT_FROM as DEFAULT_FROM  # re-exported: the senders' default
+
 SMTP_CONN_ID = "smtp_default"
-DEFAULT_FROM = "社区治理数据平台 <gov-data@taiyuan.example>"
 # errors after which the relay holds nothing of the message: its send-ledger claim can be withdrawn
 REFUSED = (ConnectionRefusedError, smtplib.SMTPConnectError, smtplib.SMTPHeloError, smtplib.SMTPAuthenticationError,
            smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from reports.mail import DEFAULT_FROM
+from warehouse import settings
 
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
@@ -24,7 +23,7 @@ def build(to: str, subject: str, text: str, html: str, msg_id: str, headers: dic
           attachment: tuple[str, bytes] | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = subject
-    msg["From"] = os.environ.get("NOTICE_FROM") or os.environ.get("SUMMARY_FROM", DEFAULT_FROM)
+    msg["From"] = settings.notice_from()
     msg["To"] = to
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = msg_id

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -34,6 +33,7 @@ from reports.claims import CLAIMED, SENT, Ledger
 from reports.mail import REFUSED, deliver
 from reports.notice_content import FileVersion
 from reports.notice_rules import reason_of
+from warehouse import settings
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.settings import DBT_PROJECT_DIR
@@ -46,7 +46,7 @@ LOOKBACK_NIGHTS = 28  # a reporter silent for longer has had its reminder; it is
 
 def missing_nights() -> int:
     """N: a reporter whose file has been missing for N nights running is reminded (GOV_NOTICE_MISSING_NIGHTS)."""
-    return int(os.environ.get("GOV_NOTICE_MISSING_NIGHTS", "2"))
+    return int(settings.number("GOV_NOTICE_MISSING_NIGHTS", 2))
 
 
 @dataclass
@@ -248,8 +248,8 @@ def contact_of(code: str, contacts: dict[str, dict]) -> dict | None:
 # ---------------------------------------------------------------- the send ledger
 
 
-LEDGER = Ledger("audit.notice_sends", ("reporter_code", "service_date", "kind", "version"),
-                "GOV_NOTICE_CLAIM_STALE_MINUTES")
+CLAIM_STALE_VAR = "GOV_NOTICE_CLAIM_STALE_MINUTES"  # minutes after which an unconfirmed claim is `unconfirmed`
+LEDGER = Ledger("audit.notice_sends", ("reporter_code", "service_date", "kind", "version"), CLAIM_STALE_VAR)
 
 
 def ledger_keys(wh: ConnInfo) -> set[tuple]:

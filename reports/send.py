@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import os
 from datetime import date
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -36,10 +35,11 @@ from reports import night
 from reports.chart import trend_png
 from reports.claims import SENT, UNCONFIRMED, Ledger
 from reports.figures import Scope, ScopeReport, load_report
-from reports.mail import DEFAULT_FROM, REFUSED, deliver
+from reports.mail import REFUSED, deliver
 from reports.notices import notice_counts
 from reports.party_grid import party_grid_blocks
 from reports.render import CHART_CID, render_html, render_text, subject, trend_days, trend_title
+from warehouse import settings
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
 from warehouse.reference import CITY_CODE, CITY_NAME
@@ -60,8 +60,7 @@ def recipients(wh: ConnInfo) -> list[dict]:
     except psycopg.errors.UndefinedTable:
         with (DBT_PROJECT_DIR / "seeds" / "officials.csv").open(encoding="utf-8") as f:
             rows = sorted(csv.DictReader(f), key=lambda r: r["official_key"])
-    extra = [e.strip() for e in os.environ.get("SUMMARY_RECIPIENTS", "").split(",") if e.strip()]
-    for email in extra:
+    for email in settings.summary_recipients():
         rows.append({"official_key": "env-" + hashlib.sha256(email.encode()).hexdigest()[:12], "title": "订阅人",
                      "email": email, "scope_level": "city", "scope_code": CITY_CODE, "scope_name": CITY_NAME})
     return rows
@@ -82,9 +81,8 @@ def dq_status_line(dq: dict) -> str:
 
 
 def doc_links(dq: dict) -> dict[str, str]:
-    base = os.environ.get("GOV_DOCS_BASE_URL")
+    base = settings.docs_base_url()
     if base:
-        base = base.rstrip("/")
         return {"数据质量报告（Data Docs）": f"{base}/data-docs/", "指标口径（dbt docs）": f"{base}/dbt-docs/"}
     links = {}
     if dq.get("data_docs"):
@@ -172,7 +170,7 @@ def build_message(to: str, report: ScopeReport, dq_line: str, links: dict[str, s
                   msg_id: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = subject(report)
-    msg["From"] = os.environ.get("SUMMARY_FROM", DEFAULT_FROM)
+    msg["From"] = settings.summary_from()
     msg["To"] = to
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = msg_id or message_id(report.service_date, f"{report.scope.level}:{report.scope.code}:{to}")
@@ -211,7 +209,8 @@ def ledger_files(wh: ConnInfo, service_date: date) -> list[night.LedgerFile]:
     return [night.LedgerFile(*r) for r in rows]
 
 
-LEDGER = Ledger("audit.summary_sends", ("service_date", "recipient_key"), "GOV_SUMMARY_CLAIM_STALE_MINUTES")
+CLAIM_STALE_VAR = "GOV_SUMMARY_CLAIM_STALE_MINUTES"  # minutes after which an unconfirmed claim is `unconfirmed`
+LEDGER = Ledger("audit.summary_sends", ("service_date", "recipient_key"), CLAIM_STALE_VAR)
 
 
 def _ledger(wh: ConnInfo, service_date: date) -> dict[str, str]:
