@@ -298,7 +298,13 @@ def test_a_full_refresh_equals_the_nightly_incremental_builds(built):
     before = digest(wh)
     assert len(before) > len(built["published"][NIGHT2]["tables"])  # the marts and the snapshot
     dbt(wh, built["target"], "build", "--full-refresh", day=NIGHT2)
-    assert digest(wh) == before
+    after = digest(wh)
+    # the one exception by design: mart_published_figures is the comparison as of its last month's end (or
+    # first build), kept on other nights, so a full refresh on a mid-month night recomputes it from that night
+    # (its keep-and-recompute rule: tests/reports/test_acting_email.py, the 30th and 31st of October)
+    monthly = f"{M}.mart_published_figures"
+    assert monthly in before and monthly in after
+    assert {k: v for k, v in after.items() if k != monthly} == {k: v for k, v in before.items() if k != monthly}
 
 
 # ---------------------------------------------------------------- issue 23: the registry's optional columns, cases, cards
