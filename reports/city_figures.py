@@ -15,9 +15,8 @@ from datetime import date, timedelta
 
 import psycopg
 
-from warehouse.reference import CITY_CODE
+from warehouse.reference import CITY_CODE, PROGRAMME_END, PROGRAMME_START
 
-PROGRAMME_START, PROGRAMME_END = date(2023, 1, 1), date(2023, 10, 31)  # the cumulative figures' period
 PROGRAMME_DAYS = (PROGRAMME_END - PROGRAMME_START).days + 1
 # the streets the programme published figures of, by the key seed-facts.yaml gives them (the published_figures
 # seed's street scope_code; int_reconciliation__published_figures' street_keys): their names come from dim_street

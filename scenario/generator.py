@@ -28,8 +28,7 @@ from warehouse import reference as ref
 from warehouse.settings import FEEDS, TZ
 
 DEFAULT_SEED = 20231107
-PROGRAMME_START = date(2023, 1, 1)
-PROGRAMME_END = date(2023, 10, 31)  # inclusive
+PROGRAMME_START, PROGRAMME_END = ref.PROGRAMME_START, ref.PROGRAMME_END  # re-exported: the generated period
 PROGRAMME_DAYS = (PROGRAMME_END - PROGRAMME_START).days + 1
 PROGRAMME_MATTERS = 53169
 PROGRAMME_PERSON_TIMES = 115531

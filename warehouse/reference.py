@@ -7,6 +7,7 @@ street = district + 3, community = street + 3, compound = community + 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,8 @@ def district_by_code(code: str) -> District:
         if d.code == code:
             return d
     raise KeyError(code)
+
+# the programme period the published figures cover (seed-facts.yaml): the scenario generates it, the
+# reconciliation and the city email compare its cumulative figures over it
+PROGRAMME_START = date(2023, 1, 1)
+PROGRAMME_END = date(2023, 10, 31)  # inclusive
