@@ -157,8 +157,21 @@ PLACE_WORDS = ("和平", "幸福", "阳光", "长风", "龙城", "汾河", "晋�
 
 
 class Scenario:
+    """Taiyuan, the programme's city, calibrated to the published figures (scope `taiyuan`). A subclass
+    (scenario.province.CityScenario) makes another city of the province from the same code with its own
+    divisions and volumes; what is Taiyuan's alone stays here."""
+
+    districts: tuple[ref.District, ...] = ref.DISTRICTS
+    n_canteens = CANTEENS
+    n_points = ASSISTANCE_POINTS
+    id_number_prefix = "140105"  # requesters' ID numbers: born in 小店区
+
     def __init__(self, seed: int = DEFAULT_SEED):
         self.seed = seed
+
+    def streets(self) -> list[tuple[ref.District, str, str]]:
+        """(district, street code, street name) of every street of the city."""
+        return ref.all_streets()
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
@@ -168,7 +181,7 @@ class Scenario:
     @cached_property
     def compounds(self) -> list[Compound]:
         out: list[Compound] = []
-        for district in ref.DISTRICTS:
+        for district in self.districts:
             out.extend(self._district_compounds(district))
         committee_rng = self._rng("committee")
         chosen = committee_rng.sample(range(len(out)), round(OWNERS_COMMITTEE_RATE * len(out)))
@@ -334,19 +347,19 @@ class Scenario:
 
     @cached_property
     def canteens(self) -> list[Canteen]:
-        return self._reporters("CT", CANTEENS)
+        return self._reporters("CT", self.n_canteens)
 
     @cached_property
     def points(self) -> list[Point]:
         rng = self._rng("points")
         at_canteens = [Point(f"AP{c.code[2:]}", c.street_code, c.district_code, c.code) for c in self.canteens]
-        others = self._reporters("AP", ASSISTANCE_POINTS - len(at_canteens), first_suffix=500)
+        others = self._reporters("AP", self.n_points - len(at_canteens), first_suffix=500)
         points = at_canteens + [Point(o.code, o.street_code, o.district_code, None) for o in others]
         rng.shuffle(points)
         return sorted(points, key=lambda p: p.code)
 
     def _reporters(self, prefix: str, total: int, first_suffix: int = 1) -> list[Canteen]:
-        streets = ref.all_streets()
+        streets = self.streets()
         per_street = spread(total, len(streets), self._rng("reporters", prefix), self._street_weights())
         out: list[Canteen] = []
         for (district, code, name), n in zip(streets, per_street, strict=True):
@@ -359,7 +372,7 @@ class Scenario:
         counts: dict[str, int] = {}
         for c in self.compounds:
             counts[c.street_code] = counts.get(c.street_code, 0) + 1
-        return [float(counts.get(code, 1)) for _, code, _ in ref.all_streets()]
+        return [float(counts.get(code, 1)) for _, code, _ in self.streets()]
 
     # ---------- nightly feeds ----------
 
@@ -413,12 +426,21 @@ class Scenario:
             "diner_category": category,
             # each canteen's pool of its own (numbered on from the street's earlier canteens): 312 x 750 =
             # 234,000 beneficiaries over a period long enough for every card to be seen (published: 235,000)
-            "diner_card": f"6217{int(canteen.code[2:11]) % 100000:05d}{(int(canteen.code[-3:]) - 1) * 750 + diner:07d}",
+            "diner_card": self.diner_card(canteen, diner),
             "age": age,
             "price_yuan": round(price - subsidy, 2),
             "subsidy_yuan": subsidy,
             "payment_method": rng.choice(ref.PAYMENT_METHODS),
         }
+
+    @staticmethod
+    def diner_card(canteen: Canteen, diner: int) -> str:
+        """The card number of a canteen's diner (1..750 of its own pool)."""
+        return f"6217{int(canteen.code[2:11]) % 100000:05d}{(int(canteen.code[-3:]) - 1) * 750 + diner:07d}"
+
+    @staticmethod
+    def request_id(day: date, case_index: int) -> str:
+        return f"SR{day:%Y%m%d}{case_index:07d}"
 
     @staticmethod
     def programme_day_index(day: date) -> int:
@@ -453,7 +475,7 @@ class Scenario:
             compound = self._issue_party_orgs[issue[1] % YINGZE_ISSUE_PARTY_ORGS]
             street_points = self._points_by_street[compound.street_code]
             point = street_points[issue[1] % len(street_points)]
-        request_id = f"SR{day:%Y%m%d}{k:07d}"
+        request_id = self.request_id(day, k)
         received = datetime.combine(day, time(7, 30), TZ) + timedelta(minutes=rng.randint(0, 13 * 60))
         dispatched = received + timedelta(minutes=rng.randint(5, 90))
         service_code = rng.choice(ref.SERVICE_CODES)
@@ -524,7 +546,7 @@ class Scenario:
 
     def _requester(self, rng: random.Random) -> dict:
         birth = date(1940, 1, 1) + timedelta(days=rng.randint(0, 365 * 60))
-        body = f"140105{birth:%Y%m%d}{rng.randint(0, 999):03d}"
+        body = f"{self.id_number_prefix}{birth:%Y%m%d}{rng.randint(0, 999):03d}"
         check = ric.calc_check_digit(body + "0")  # stdnum takes the full 18 characters, ignoring the last
         if rng.random() < 0.01:  # a mistyped ID number: flagged by the reader, not dropped
             check = "0" if check != "0" else "1"
