@@ -43,14 +43,17 @@ from warehouse.conninfo import ConnInfo
 log = logging.getLogger(__name__)
 
 # A batch's work is weighed as its files' bytes plus a fixed cost per file (transaction, ledger rows, the
-# reader's start): measured on the built-in scenario (bench/README.md, *Province*), a file costs about what
-# 30 kB of its rows cost. A batch holds at most FILES_PER_BATCH files or BYTES_PER_BATCH of weight, and a
-# feed is cut into at most MAX_BATCHES: a Taiyuan night is a handful of load tasks, a Shanxi night (ten times
-# the files) a few tens, never thousands (each task costs a process start on a worker).
-FILE_WEIGHT_BYTES = 30_000
-FILES_PER_BATCH = 600
-BYTES_PER_BATCH = 32_000_000
-MAX_BATCHES = 8
+# reader's start). Measured with the loader alone on Taiyuan's night (bench/province.py --costs-only,
+# bench/README.md, *Province*): about 15 ms a file whatever its size (an assistance point's file of a few
+# hundred bytes) and about 7 ms more per kB of a canteen's CSV or a street's workbook, so a file weighs
+# FILE_WEIGHT_BYTES more than its bytes. A batch holds up to BYTES_PER_BATCH of weight (about 40 s of loading
+# on a busy 2-core machine: well above a task's start on a Celery worker, some seconds) and FILES_PER_BATCH
+# files; a feed is cut into at most MAX_BATCHES. A Taiyuan night is then one batch a feed, as when one task
+# walked each folder, and a Shanxi night (ten times the files) a dozen or so load tasks, never thousands.
+FILE_WEIGHT_BYTES = 2_000
+FILES_PER_BATCH = 3_000
+BYTES_PER_BATCH = 6_000_000
+MAX_BATCHES = 16
 FOLDER_KEY = ""  # the key of a refusal of the day's folder itself (a link, a file in its place)
 
 

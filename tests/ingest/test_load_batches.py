@@ -88,11 +88,18 @@ def test_a_plan_for_one_reporter_an_empty_night_and_a_linked_folder(scenario, tm
 
 @pytest.mark.unit
 def test_a_province_night_is_tens_of_batches_not_thousands():
-    # a Shanxi night (issue 21): ~19,000 files, mostly assistance points' small files
-    feeds = {"streets": (1_100, 60_000_000), "canteens": (3_100, 9_000_000), "assistance": (14_000, 14_000_000)}
-    counts = {feed: batches.batch_count(n, size + n * batches.FILE_WEIGHT_BYTES) for feed, (n, size) in feeds.items()}
-    assert all(2 <= c <= batches.MAX_BATCHES for c in counts.values()), counts
-    assert 10 <= sum(counts.values()) <= 3 * batches.MAX_BATCHES
+    # files and bytes of a night: Taiyuan's (2023-11-07), and Shanxi's (issue 21: about ten times as many)
+    taiyuan = {"streets": (45, 1_080_677), "canteens": (312, 1_603_035), "assistance": (1_378, 302_284)}
+    shanxi = {feed: (10 * n, 10 * size) for feed, (n, size) in taiyuan.items()}
+
+    def counts(night: dict) -> dict:
+        return {feed: batches.batch_count(n, size + n * batches.FILE_WEIGHT_BYTES) for feed, (n, size) in night.items()}
+
+    assert counts(taiyuan) == {"streets": 1, "canteens": 1, "assistance": 1}  # one task a feed, as before batches
+    province = counts(shanxi)
+    assert all(2 <= c <= batches.MAX_BATCHES for c in province.values()), province  # every feed spread out
+    assert 10 <= sum(province.values()) <= 40, province
+    assert batches.batch_count(100_000, 10**12) == batches.MAX_BATCHES
     assert batches.batch_count(0, 0) == 1 and batches.batch_count(1, 10**12) == 1  # never more batches than files
 
 
