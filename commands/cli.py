@@ -107,23 +107,27 @@ def cmd_run(args: argparse.Namespace) -> None:
 
             env[DOCS_SWITCH] = "false"  # nor the nightly dbt_docs task of each night
         airflow_local.migrate(env)
-        failed = []
         days = _days(args.day, args.to)
         progress = Progress(len(days))
-        for day in days:
-            if len(days) > 1:
+        log_dir = settings.local_dir() / "logs"
+
+        def starting(dag_id: str, day: date) -> None:
+            if dag_id == airflow_local.INGEST_DAG and len(days) > 1:
                 print(progress.start(day), flush=True)
-            log_path = settings.local_dir() / "logs" / f"nightly-{day}.log"
-            log_path.unlink(missing_ok=True)
-            # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG; a failed
-            # (or blocked) night does not stop the next ones, as scheduled runs would not
-            for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
-                print(f"running {dag_id} for service day {day} through Airflow (log: {log_path})")
-                rc = airflow_local.dags_test(dag_id, day, env, log_path)
+            print(f"running {dag_id} for service day {day} through Airflow "
+                  f"(log: {airflow_local.nightly_log_path(log_dir, day)})", flush=True)
+
+        # without a scheduler, the asset-triggered publish DAG is run right after the ingest DAG, every night
+        # in one Airflow process; a failed (or blocked) night does not stop the next ones, as scheduled runs
+        # would not
+        results = airflow_local.dags_test_nights(days, env, log_dir, starting)
+        failed = []
+        for day in days:
+            for dag_id, rc in results[day].items():
                 if rc != 0:
-                    print(f"{dag_id} for {day} failed (exit {rc}); see {log_path}", file=sys.stderr)
+                    print(f"{dag_id} for {day} failed (exit {rc}); see {airflow_local.nightly_log_path(log_dir, day)}",
+                          file=sys.stderr)
                     failed.append(f"{dag_id} {day}")
-                    break
     finally:
         if sink is not None:
             sink.stop()

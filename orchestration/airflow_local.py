@@ -1,4 +1,5 @@
-"""Run Airflow locally on the embedded defaults: environment, metadata DB, `airflow dags test`."""
+"""Run Airflow locally on the embedded defaults: environment, metadata DB, `airflow dags test` (one DAG run, or
+every night of a `gov-warehouse run` in one process)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -168,6 +171,122 @@ def dags_test(dag_id: str, day: date, env: dict[str, str], log_path: Path | None
         return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
+def nightly_log_path(log_dir: Path, day: date) -> Path:
+    """The file a local run writes a service day's output to (both DAGs, every task's log)."""
+    return log_dir / f"nightly-{day.isoformat()}.log"
+
+
+# what the process of dags_test_nights writes to its parent between the nights' own output (which goes to
+# each night's log file): a DAG run starting and its exit status
+_EVENT = "gov-night-event "
+
+
+def dags_test_nights(days: list[date], env: dict[str, str], log_dir: Path,
+                     on_start: Callable[[str, date], None] | None = None) -> dict[date, dict[str, int]]:
+    """Run gov_ingest then gov_publish for each service day in order, all in ONE Airflow process: each run is
+    dags_test's (`airflow dags test`, shaped like the scheduled run of its day, task logs where the UI reads
+    them), and each night's output goes to nightly_log_path(log_dir, day), replaced. The first task of every
+    `airflow dags test` process waits for dag.test()'s in-process Execution API (built once per process, 20-45 s
+    here: bench/README.md), which a process per DAG per night paid twice a night.
+
+    As scheduled runs would, a night whose ingest fails (or whose publish is blocked) does not stop the next
+    nights; its publish is not run. `on_start(dag_id, day)` is called as each DAG run starts. Returns, per day,
+    the exit status of each DAG run made (0 ok, else failed; a day the process never reached has its exit
+    status, or 1, under gov_ingest)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "orchestration.airflow_local", "dags-test-nights", str(log_dir),
+           *(day.isoformat() for day in days)]
+    results: dict[date, dict[str, int]] = {}
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.startswith(_EVENT):
+                sys.stdout.write(line)  # what Airflow prints before the first night or after the last
+                continue
+            kind, dag_id, day_text, *rc = line[len(_EVENT):].split()
+            day = date.fromisoformat(day_text)
+            if kind == "start" and on_start is not None:
+                on_start(dag_id, day)
+            elif kind == "end":
+                results.setdefault(day, {})[dag_id] = int(rc[0])
+    for day in days:  # a run the process died before ending (or never reached) failed with the process
+        night = results.setdefault(day, {})
+        if INGEST_DAG not in night:
+            night[INGEST_DAG] = proc.returncode or 1
+        elif night[INGEST_DAG] == 0 and PUBLISH_DAG not in night:
+            night[PUBLISH_DAG] = proc.returncode or 1
+    return results
+
+
+def _dags_test_nights_main(log_dir: Path, days: list[date]) -> None:
+    from airflow.cli import cli_parser
+    from airflow.configuration import write_default_airflow_configuration_if_needed
+
+    from orchestration.deadlines import NO_DEADLINES_VAR
+
+    os.environ[NO_DEADLINES_VAR] = "1"  # dag.test() cannot finish a run with deadline alerts (deadlines.py)
+    _write_task_logs()
+    write_default_airflow_configuration_if_needed()  # as Airflow's main() does before a command
+    parser = cli_parser.get_parser()
+    events = os.fdopen(os.dup(1), "w", buffering=1)  # the parent's pipe, while fd 1 and 2 are a night's log
+    for day in days:
+        with _output_to(nightly_log_path(log_dir, day)):
+            for dag_id in (INGEST_DAG, PUBLISH_DAG):
+                events.write(f"{_EVENT}start {dag_id} {day.isoformat()}\n")
+                print(f"=== {dag_id} for service day {day} (airflow dags test) ===", flush=True)
+                _shape_like_a_scheduled_run(day)
+                # the arguments and the function of `airflow dags test`, as its command line gives them
+                args = parser.parse_args(["dags", "test", dag_id, logical_date_for(day).isoformat(),
+                                          "--conf", json.dumps({"service_date": day.isoformat()})])
+                rc = _exit_status(args.func, args)
+                events.write(f"{_EVENT}end {dag_id} {day.isoformat()} {rc}\n")
+                if rc != 0:
+                    break  # no publish of a night whose ingest failed; the next night still runs
+    events.close()
+
+
+def _exit_status(func: Callable, *args) -> int:
+    """The exit status `func(*args)` would give the process: 0, its SystemExit's, or 1 for an exception (its
+    traceback printed, as Python would)."""
+    import traceback
+
+    try:
+        func(*args)
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)  # `airflow dags test` exits with "DagRun failed"
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """The process's stdout and stderr (file descriptors 1 and 2, which Airflow's log handlers and the task
+    processes write to) go to `path`, replaced, until the block ends."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with path.open("wb") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 def _shape_like_a_scheduled_run(day: date) -> None:
     """`airflow dags test` records the run as started at its logical date (years before it ran: the UI showed a
     three-minute night as lasting 1,119 days) and names it after the moment it was started. The run it creates
@@ -176,7 +295,8 @@ def _shape_like_a_scheduled_run(day: date) -> None:
     from airflow.models import dagrun
     from airflow.utils import timezone
 
-    create = dagrun.get_or_create_dagrun
+    # Airflow's own function, also when an earlier night of this process replaced it (dags_test_nights)
+    create = getattr(dagrun.get_or_create_dagrun, "airflow_original", dagrun.get_or_create_dagrun)
 
     def get_or_create_local_run(**kwargs):
         slot = kwargs["logical_date"]
@@ -188,6 +308,7 @@ def _shape_like_a_scheduled_run(day: date) -> None:
         return run
 
     # dag.test() imports the function at call time, so replacing the module's attribute is enough
+    get_or_create_local_run.airflow_original = create
     dagrun.get_or_create_dagrun = get_or_create_local_run
 
 
@@ -247,6 +368,10 @@ def _dags_test_main(dag_id: str, day: date) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["dags-test"] or len(sys.argv) != 4:
-        sys.exit("usage: python -m orchestration.airflow_local dags-test DAG_ID SERVICE_DAY")
-    _dags_test_main(sys.argv[2], date.fromisoformat(sys.argv[3]))
+    if sys.argv[1:2] == ["dags-test"] and len(sys.argv) == 4:
+        _dags_test_main(sys.argv[2], date.fromisoformat(sys.argv[3]))
+    elif sys.argv[1:2] == ["dags-test-nights"] and len(sys.argv) >= 4:
+        _dags_test_nights_main(Path(sys.argv[2]), [date.fromisoformat(d) for d in sys.argv[3:]])
+    else:
+        sys.exit("usage: python -m orchestration.airflow_local dags-test DAG_ID SERVICE_DAY\n"
+                 "       python -m orchestration.airflow_local dags-test-nights LOG_DIR SERVICE_DAY...")

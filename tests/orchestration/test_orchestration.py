@@ -62,6 +62,36 @@ def test_failing_task_is_retried_then_notifies_on_call(airflow_env, airflow_db_t
                                                     "[gov-data] gov_ingest.notify_reporters failed for 2023-11-07"]
 
 
+def test_a_failed_night_skips_its_publish_and_not_the_next_night(airflow_env, airflow_db_template, monkeypatch):
+    """`gov-warehouse run`'s nights in one Airflow process (airflow_local.dags_test_nights): a night whose ingest
+    fails gets no publish run, and the next night is still run, in its own run and log file."""
+    tmp_path, sink = airflow_env
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")  # every bootstrap fails
+    monkeypatch.setenv("GOV_TASK_RETRIES", "0")
+    env = airflow_local.airflow_env(sink.port)
+    seed_home(airflow_db_template, Path(env["AIRFLOW_HOME"]))
+    airflow_local.migrate(env)
+    days = [date(2023, 11, 6), date(2023, 11, 7)]
+    started = []
+
+    results = airflow_local.dags_test_nights(days, env, tmp_path / "logs", lambda dag, day: started.append((dag, day)))
+
+    assert started == [("gov_ingest", days[0]), ("gov_ingest", days[1])]
+    assert set(results) == set(days)
+    assert all(list(r) == ["gov_ingest"] and r["gov_ingest"] != 0 for r in results.values()), results
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        runs = db.execute("select dag_id, run_id, state from dag_run order by run_id").fetchall()
+        failed = db.execute("select run_id from task_instance where task_id = 'bootstrap' and state = 'failed' "
+                            "order by run_id").fetchall()
+    assert runs == [("gov_ingest", f"local__{day}", "failed") for day in days]
+    assert failed == [(f"local__{day}",) for day in days]
+    for day in days:  # each night's output in its own file, with its own DAG run's task logs
+        text = airflow_local.nightly_log_path(tmp_path / "logs", day).read_text()
+        assert f"=== gov_ingest for service day {day} " in text and "gov_publish for service day" not in text
+        other = next(d for d in days if d != day)
+        assert f"local__{day}" in text and f"local__{other}" not in text
+
+
 def test_airflow_env_starts_no_embedded_server_when_given_a_warehouse(tmp_path, monkeypatch):
     """A caller that names its warehouse (the distributed test's cluster) gets it in the environment,
     and no embedded PostgreSQL is started for a default nobody uses (one used to outlive the test run)."""
