@@ -2,9 +2,10 @@
 
 Scheduled on the `raw_night` asset (produced by gov_ingest, and again when a late file is
 loaded), or run by hand for a `service_date`. Orchestration only: tasks call orchestration.steps; the dbt
-step is one task per dbt model/seed/snapshot (task group `dbt`, see orchestration/dbt_tasks.py).
+step (task group `dbt`, see orchestration/dbt_tasks.py) is one `dbt build` of the night
+(`dbt_producer_watcher`) and one task per dbt model/seed/snapshot showing its result.
 
-A failing dbt node or test fails its own task in `dbt` (re-run it with *Clear*); a failing `fail` check blocks
+A failing dbt node or test fails its own task in `dbt` (*Clear* re-runs that node alone); a failing `fail` check blocks
 `publish` and `marts` keeps the last good night; `send_summary` mails the officials whatever happened, and
 `night_failed` then marks the run failed (it is skipped on a good night). `dbt_docs` regenerates the dbt docs
 the docs site serves (GOV_DOCS_BASE_URL), after publish.
@@ -95,7 +96,7 @@ def gov_publish():
                            "the officials' summary went out all the same")
 
     days = service_days()
-    # dbt builds the marts into marts_candidate, node by node, each node's tests right after it
+    # dbt builds the marts into marts_candidate in one build, each node's tests right after it; a task per node
     built = dbt_tasks.marts_build(days, pool=WAREHOUSE_POOL)
     checked = validate_marts(days)
     published = publish(days)

@@ -1,6 +1,7 @@
 """DAG policy: every DAG file imports without errors and without touching a database or dbt, and
 every DAG follows the house rules (owner, tags, retries with back-off, timeouts, Shanghai time);
-gov_publish's dbt step is one task per dbt node, rendered from the `dbt parse` manifest."""
+gov_publish's dbt step is one `dbt build` (Cosmos' watcher producer) and one task per dbt node that shows and
+retries it, rendered from the `dbt parse` manifest."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.integration
 
 EXPECTED_DAGS = {"gov_ingest", "gov_publish", "gov_publish_watchdog"}
 DBT_GROUP = "dbt"
+PRODUCER = f"{DBT_GROUP}.dbt_producer_watcher"  # Cosmos' PRODUCER_WATCHER_TASK_ID in the group
+PRODUCER_DONE = f"{PRODUCER}_done"
 # README, "Retries, pools, timeouts, alerts": the defaults when GOV_TASK_RETRIES / GOV_RETRY_DELAY_SECONDS
 # are not set; the watchdog alerts at once (no retries) within five minutes
 DOCUMENTED = {"retries": 2, "retry_delay": timedelta(seconds=120), "retry_exponential_backoff": True,
@@ -69,8 +72,9 @@ def test_dag_policy(dagbag, dag_id):
         assert task.owner == "gov-data", task.task_id
         assert task.on_failure_callback, task.task_id
         expected = WATCHDOG if dag_id == "gov_publish_watchdog" else DOCUMENTED
-        if task.task_id in ("publish", "night_failed"):
-            # a blocked publish is a verdict, not a glitch, and the watcher only reports: neither is retried
+        if task.task_id in ("publish", "night_failed", PRODUCER):
+            # a blocked publish is a verdict, not a glitch, and the watcher only reports: neither is retried; a
+            # retried dbt producer would not build again (Cosmos skips it): the node tasks retry, each its node
             expected = {**expected, "retries": 0}
         assert {k: getattr(task, k) for k in expected} == expected, task.task_id
     if dag_id == "gov_publish":
@@ -150,43 +154,74 @@ def _task_for(node: dict) -> str:
     return f"{DBT_GROUP}.{node['name']}_{node['resource_type']}_build"
 
 
-def test_publish_runs_a_dbt_task_per_node_with_its_tests(dagbag, manifest):
-    from cosmos.operators.local import DbtBuildLocalOperator
+def _own_tests(manifest: dict, uid: str) -> set[str]:
+    return {t for t, n in manifest["nodes"].items()
+            if n["resource_type"] == "test" and n["depends_on"].get("nodes", []) == [uid]}
+
+
+def test_publish_builds_once_and_has_a_task_per_node_with_its_tests(dagbag, manifest):
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+    from orchestration.dbt_tasks import NodeBuildWatcher
 
     publish = dagbag.dags["gov_publish"]
     nodes = _dbt_nodes(manifest)
     marts = {n["name"] for n in nodes.values() if n["resource_type"] == "model" and n["path"].startswith("marts/")}
     assert marts == declared_marts()  # every mart the project declares, one file each
     dbt_tasks = {t.task_id: t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")}
+    # one `dbt build` of the whole project for the night, after the service days are known
+    producer = dbt_tasks[PRODUCER]
+    assert isinstance(producer, DbtProducerWatcherOperator) and producer.base_cmd == ["build"]
+    assert not producer.select and not producer.exclude and producer.upstream_task_ids == {"service_days"}
     for uid, node in nodes.items():
         task = dbt_tasks[_task_for(node)]
-        # `dbt build --select <node>`: the node, then its own tests, in one task with its own retries
-        assert isinstance(task, DbtBuildLocalOperator) and task.base_cmd == ["build"], uid
+        # the node's task shows the node and its own tests; retried, `dbt build --select <node>` runs both
+        assert isinstance(task, NodeBuildWatcher) and task.base_cmd == ["build"], uid
         assert task.select == "fqn:" + ".".join(node["fqn"]), uid
+        assert task.model_unique_id == uid and set(task.node_tests) == _own_tests(manifest, uid), uid
+        # a sensor that pokes (no triggerer) and does not take the worker while the producer runs
+        assert task.mode == "poke" and not task.deferrable, uid
         # dbt's dependencies are the tasks' dependencies
         for parent in node["depends_on"].get("nodes", []):
             if parent in nodes:
                 assert _task_for(nodes[parent]) in task.upstream_task_ids, (uid, parent)
-    # nothing else than the nodes, the tests that span several of them and the sources' freshness
+    # nothing else than the producer, the nodes, the tests that span several of them and the sources' freshness
     node_tasks = {_task_for(n) for n in nodes.values()}
-    assert set(dbt_tasks) - node_tasks == {t for t in dbt_tasks if t.endswith(("_test", "_source"))}
-    # every dbt task runs after the service day is known, the mart checks after every dbt task
-    roots = [t for t in dbt_tasks.values() if not t.upstream_task_ids - {"service_days"}]
-    assert roots and all("service_days" in t.upstream_task_ids for t in roots)
+    assert set(dbt_tasks) - node_tasks - {PRODUCER, PRODUCER_DONE} == {
+        t for t in dbt_tasks if t.endswith(("_test", "_source"))}
+    # the tasks without a dbt parent start when the build has ended, whatever its outcome (a failed build
+    # still reports its nodes); the others follow their dbt parents
+    for task in dbt_tasks.values():
+        if task.task_id in (PRODUCER, PRODUCER_DONE):
+            continue
+        if PRODUCER in task.upstream_task_ids:
+            assert task.upstream_task_ids == {PRODUCER} and task.trigger_rule == "all_done", task.task_id
+        else:
+            assert task.upstream_task_ids and task.trigger_rule == "all_success", task.task_id
+            assert PRODUCER in task.get_flat_relative_ids(upstream=True), task.task_id
+    # the mart checks after every dbt task
     validate = publish.get_task("validate_marts")
     assert all(validate.task_id in t.get_flat_relative_ids(upstream=False) for t in dbt_tasks.values())
 
 
 def test_each_source_with_freshness_is_a_task_before_the_models_that_read_it(dagbag, manifest):
-    """dbt source freshness as Cosmos renders it: one task per source with a freshness block, run by the
-    operator that warns on a stale feed instead of failing the night (tests/dbt/test_dbt_source_freshness.py)."""
+    """dbt source freshness as Cosmos renders it: the producer runs `dbt source freshness` before its build and
+    skips nothing for a stale source; one task per source with a freshness block shows the result and warns on a
+    stale feed instead of failing the night (tests/dbt/test_dbt_source_freshness.py)."""
+    from orchestration import dbt_tasks
+
     publish = dagbag.dags["gov_publish"]
+    producer = publish.get_task(PRODUCER)
+    assert producer._check_source_freshness and producer._freshness_callback is dbt_tasks.no_skips
     sources = {uid: s for uid, s in manifest["sources"].items() if (s.get("config") or {}).get("freshness")}
     assert len(sources) == 4  # the three feeds and the load ledger
     for uid, source in sources.items():
         task = publish.get_task(f"{DBT_GROUP}.{source['source_name']}_{source['name']}_source")
-        assert type(task).__name__ == "SourceFreshnessOperator" and task.base_cmd == ["source", "freshness"]
-        assert task.select == f"source:{source['source_name']}.{source['name']}"
+        assert type(task).__name__ == "SourceFreshnessWatcher" and task.base_cmd == ["source", "freshness"]
+        assert task.select == f"source:{source['source_name']}.{source['name']}" and task.model_unique_id == uid
+        # retried alone, its staleness warns as SourceFreshnessOperator's does
+        assert (type(task).handle_exception_dbt_runner.__code__
+                is dbt_tasks.SourceFreshnessOperator.handle_exception_dbt_runner.__code__)
         readers = [n for n in _dbt_nodes(manifest).values() if uid in n["depends_on"].get("nodes", [])]
         assert readers, uid
         for node in readers:
@@ -195,19 +230,22 @@ def test_each_source_with_freshness_is_a_task_before_the_models_that_read_it(dag
 
 def test_tests_spanning_two_nodes_run_after_both(dagbag, manifest):
     """A relationships test read with one parent freshly built and the other not would check a mix of
-    nights: it runs in its own task after both parents, and is left out of each parent's build."""
+    nights: it has its own task after both parents, and is left out of each parent's build when that is
+    retried alone (the producer's one build runs it after both, dbt's own order)."""
     publish = dagbag.dags["gov_publish"]
     nodes = _dbt_nodes(manifest)
-    spanning = [t for t in manifest["nodes"].values()
+    spanning = [(uid, t) for uid, t in manifest["nodes"].items()
                 if t["resource_type"] == "test" and len(t["depends_on"].get("nodes", [])) > 1]
     assert spanning
-    for test in spanning:
+    for uid, test in spanning:
         task = publish.get_task(f"{DBT_GROUP}.{test['name']}_test")
+        assert type(task).__name__ == "SpanningTestWatcher" and task.model_unique_id == uid
         assert task.base_cmd == ["test"] and task.select == test["name"]
         for parent in test["depends_on"]["nodes"]:
             if parent in nodes:
                 assert _task_for(nodes[parent]) in task.upstream_task_ids, (test["name"], parent)
                 assert test["name"] in (publish.get_task(_task_for(nodes[parent])).exclude or ""), parent
+                assert uid not in publish.get_task(_task_for(nodes[parent])).node_tests, parent
 
 
 def test_dbt_tasks_share_the_warehouse_pool_the_connection_and_the_nights_vars(dagbag, monkeypatch):
@@ -216,18 +254,21 @@ def test_dbt_tasks_share_the_warehouse_pool_the_connection_and_the_nights_vars(d
     from orchestration.dbt_tasks import warehouse_env
 
     publish = dagbag.dags["gov_publish"]
-    dbt_tasks = [t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.")]
-    assert dbt_tasks
+    dbt_tasks = [t for t in publish.tasks if t.task_id.startswith(f"{DBT_GROUP}.") and t.task_id != PRODUCER_DONE]
+    assert PRODUCER in {t.task_id for t in dbt_tasks}
     for task in dbt_tasks:
         assert task.pool == "warehouse", task.task_id
-        # dbt in the task's own process, reusing the previous task's parse
+        # dbt in the task's own process (the producer's build, a retried node's), reusing the last parse
         assert task.invocation_mode == InvocationMode.DBT_RUNNER and task.partial_parse, task.task_id
         assert str(task.profile_config.profiles_yml_filepath) == str(settings.DBT_PROJECT_DIR / "profiles.yml")
         # vars is a templated field: the service day comes from the service_days task of the same run
         assert "vars" in task.template_fields
         assert task.vars == {"service_date": "{{ ti.xcom_pull(task_ids='service_days') | max }}",
+                             "service_date_from": "{{ ti.xcom_pull(task_ids='service_days') | min }}",
                              "marts_schema": "marts_candidate"}, task.task_id
         assert task.interceptors == [warehouse_env], task.task_id
+        # the `marts` asset is publish's: no dbt task emits one for the candidate tables
+        assert not task.outlets and not task.emit_datasets, task.task_id
     # the interceptor gives dbt the one connection (warehouse.connections), resolved when the task runs
     task = dbt_tasks[0]
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://gov:s3cret@wh.example:6432/gov_warehouse")
