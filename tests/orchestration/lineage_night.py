@@ -1,12 +1,15 @@
 """Part of gov_publish run for real through Airflow (`dag.test`), in a process of its own (Airflow reads its home at
-import), for test_lineage.py: the service day, the load ledger's source freshness and its staging model — Airflow
-tasks and one dbt model, each of which the OpenLineage listener reports."""
+import), for test_lineage.py: the service day, the night's dbt build (Cosmos' watcher producer), the load ledger's
+source freshness and its staging model — Airflow tasks and the dbt models, each of which the OpenLineage listener
+reports."""
 
 from __future__ import annotations
 
 import sys
 
-TASKS = ["service_days", "dbt.audit_load_ledger_source", "dbt.stg_audit__load_ledger_model_build"]
+# the node tasks show what the producer's one `dbt build` did: without it they would have nothing to show
+TASKS = ["service_days", "dbt.dbt_producer_watcher", "dbt.audit_load_ledger_source",
+         "dbt.stg_audit__load_ledger_model_build"]
 
 
 def main(day: str) -> None:

@@ -1,6 +1,7 @@
 """OpenLineage from a real local run: part of gov_publish through Airflow (tests/orchestration/lineage_night.py)
 writes, through the provider's file transport of local runs (airflow_local.airflow_env), the events of its Airflow
-tasks and, from Cosmos, the dbt model's output dataset in the warehouse."""
+tasks and, from Cosmos (the night's one `dbt build`, its watcher producer), the dbt model's output dataset in the
+warehouse."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import airflow_local
+from tests.orchestration import lineage_night
 from tests.support.airflow_home import seed_home
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,7 @@ def test_a_local_run_writes_lineage_of_its_tasks_and_dbt_models(fresh_warehouse,
     by_job: dict[str, list[dict]] = {}
     for event in events:
         by_job.setdefault(event["job"]["name"], []).append(event)
-    for task in ("service_days", "dbt.audit_load_ledger_source", "dbt.stg_audit__load_ledger_model_build"):
+    for task in lineage_night.TASKS:
         assert [e["eventType"] for e in by_job[f"gov_publish.{task}"]] == ["START", "COMPLETE"], task
     # the dbt model's lineage (Cosmos): it read the ledger and wrote its staging view in the warehouse
     outputs = {o["name"] for e in events for o in e.get("outputs", [])}
