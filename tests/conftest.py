@@ -36,24 +36,28 @@ os.environ.setdefault("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
 # worker: a module by default (its module-scoped fixtures are made once), or a group named here for tests
 # that must share a worker though they live in different modules: a session fixture one build makes for
 # several modules (tests/dbt/conftest.py's `built`: the whole folder), or a server-wide resource one of
-# them changes (PostgreSQL roles are the server's, not a database's: test_secrets gives every role a
-# marker password, test_compose one role its password). Keys: a folder ("tests/x/"), a module, or a test.
+# them changes (PostgreSQL roles are the server's, not a database's: the shared Airflow night gives every
+# role a marker password, test_compose one role its password). Keys: a folder ("tests/x/"), a module, or a test.
 # (xdist's own `xdist_group` mark does not group with pytest 9's node ids, which xdist 3.8 cannot rename:
 # name the group here instead; a mark still works where xdist manages to put it in the node id.)
 NODE_GROUPS = {
     "tests/dbt/": "dbt_warehouse",
-    "tests/warehouse/test_secrets.py": "role_passwords",
+    # the session fixture `airflow_night` (one `gov-warehouse run` of two nights, tests/support/airflow_night.py),
+    # which also sets every role's password
+    "tests/end_to_end/test_end_to_end.py": "airflow_night",
+    "tests/orchestration/test_airflow_ui.py": "airflow_night",
+    "tests/warehouse/test_secrets.py": "airflow_night",
     "tests/deploy/test_compose.py::test_bootstrap_gives_gov_bi_reader_the_password_from_the_environment":
-        "role_passwords",
+        "airflow_night",
 }
 # The slowest groups first, longest first (seconds measured with --durations on this machine): a worker
 # is handed the next group when it finishes one, so a long group started last would be the run's tail.
 SLOW_GROUPS = [
+    # end to end, secrets, Airflow UI: one run of two nights (~690 s alone at load 6), the end-to-end re-run
+    # (~130 s), the UI's Airflow processes (~150 s): ~1,060 s in all
+    "airflow_night",
     "tests/orchestration/test_airflow_distributed.py",  # ~335 s
     "tests/orchestration/test_publish_gate.py",  # ~320 s
-    "tests/end_to_end/test_end_to_end.py",  # ~300 s
-    "role_passwords",  # test_secrets, ~150 s
-    "tests/orchestration/test_airflow_ui.py",
     "dbt_warehouse",
     "tests/orchestration/test_scoped_reruns.py",
     "tests/reports/test_acting_email.py",  # ~100 s
@@ -177,13 +181,10 @@ def fresh_warehouse(server_url):
 
 
 @pytest.fixture(scope="session")
-def pipeline_warehouse(server_url, local_dir):
-    """A warehouse database shared by the end-to-end tests, exported as WAREHOUSE_URL."""
-    from warehouse.bootstrap import bootstrap
+def airflow_night(server_url, tmp_path_factory, airflow_db_template):
+    """One `gov-warehouse run` of two generated nights through Airflow, read by the end-to-end, secrets and
+    Airflow UI tests (tests/support/airflow_night.py; their modules are one group, NODE_GROUPS)."""
+    from tests.support.airflow_night import airflow_night as run
 
-    info = create_database(server_url, "gov_e2e")
-    bootstrap(info)
-    os.environ["WAREHOUSE_URL"] = info.sqlalchemy_url()
-    yield info
-    os.environ.pop("WAREHOUSE_URL", None)
-    drop_database(info)
+    with run(server_url, tmp_path_factory.mktemp("airflow_night"), airflow_db_template) as night:
+        yield night

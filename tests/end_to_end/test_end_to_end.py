@@ -1,17 +1,19 @@
 """End to end: generate two consecutive nights of the Taiyuan scenario, run the nightly DAGs
-through Airflow (`gov-warehouse run` -> `airflow dags test gov_ingest`, then `gov_publish`)
-against a real PostgreSQL, check the published marts and the officials' emails against counts
-computed independently from the generator's own records, and re-run the last night's steps to show
-nothing changes.
+through Airflow (`gov-warehouse run` -> `airflow dags test gov_ingest`, then `gov_publish`, every night
+in one Airflow process) against a real PostgreSQL, check the published marts, the officials' emails and
+Airflow's own record of the runs against what was generated and asked for, and re-run the last night's
+steps to show nothing changes.
+
+The run is the session's `airflow_night` (tests/support/airflow_night.py), which the secrets and Airflow
+UI tests read as well.
 """
 
 from __future__ import annotations
 
 import email
-import os
 import re
+import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,47 +25,35 @@ import pytest
 from psycopg.rows import dict_row
 
 from ingest import pii
-from orchestration import steps
-from scenario.generator import Night, Scenario
-from tests.support.airflow_home import seed_home
-from tests.support.processes import run_command
+from orchestration import airflow_local, steps
+from scenario.generator import Night
+from tests.support.airflow_night import DAYS
 from warehouse import connections, conninfo, settings
 
 pytestmark = pytest.mark.e2e
 
 TZ = ZoneInfo("Asia/Shanghai")
 # two nights: the second has an overnight cohort (the first night's cases) and a trend to chart
-DAY1, DAY2 = date(2023, 11, 6), date(2023, 11, 7)
-DAYS = (DAY1, DAY2)
-
-
-def run_pipeline(*days: date) -> subprocess.CompletedProcess:
-    # no `dbt docs generate`: nothing here reads the docs (tests/warehouse/test_secrets.py keeps them)
-    args = [sys.executable, "-m", "commands", "run", "--day", days[0].isoformat(), "--to", days[-1].isoformat(),
-            "--no-docs"]
-    # a broken step should fail the test at once, not wait out production retry back-offs
-    env = {**os.environ, "GOV_TASK_RETRIES": "0"}
-    return run_command(args, cwd=settings.REPO_ROOT, env=env, timeout=1800)
+DAY1, DAY2 = DAYS
 
 
 @pytest.fixture(scope="module")
-def nights(pipeline_warehouse, tmp_path_factory, airflow_db_template) -> Iterator[dict[date, Night]]:
-    # a local directory of the module's own: the tests read every file and email under it as the nights'
-    # (whatever else ran before in this process wrote elsewhere)
-    local = tmp_path_factory.mktemp("e2e_local")
+def nights(airflow_night) -> Iterator[dict[date, Night]]:
+    # the run's local directory, warehouse and PII key for the module's tests: they read every file and email
+    # under it as the nights' (whatever else ran before in this process wrote elsewhere)
     mp = pytest.MonkeyPatch()
-    for name, path in {"GOV_LOCAL_DIR": local, "LANDING_DIR": local / "landing", "OUTBOX_DIR": local / "outbox"}.items():
-        mp.setenv(name, str(path))
+    for name, value in airflow_night.test_env().items():
+        mp.setenv(name, value)
     mp.delenv("AIRFLOW_HOME", raising=False)
     try:
-        seed_home(airflow_db_template, settings.airflow_home())
-        scenario = Scenario()
-        generated = {day: scenario.write_night(day, settings.landing_dir()) for day in DAYS}
-        proc = run_pipeline(*DAYS)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        yield generated
+        yield airflow_night.nights
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pipeline_warehouse(airflow_night) -> conninfo.ConnInfo:
+    return airflow_night.wh
 
 
 def query(wh: conninfo.ConnInfo, sql: str, params=()) -> list[dict]:
@@ -146,6 +136,41 @@ def test_every_file_and_row_is_accounted_for(nights, pipeline_warehouse):
     assert by_source["streets"] == sum(len(n.compounds) for n in nights.values())
     assert by_source["canteens"] == sum(len(n.meals) for n in nights.values())
     assert by_source["assistance"] == sum(len(n.events) for n in nights.values())
+
+
+def test_each_night_is_one_run_of_each_dag_shaped_like_its_scheduled_run(nights, airflow_night):
+    """Every night of the run in one Airflow process (airflow_local.dags_test_nights), each DAG run as `airflow
+    dags test` of that day makes it (dags_test): named after its service day, at its 02:00 slot, started when
+    it ran, its tasks' logs where the UI reads them, and each night's output in a log file of its own."""
+    before, after = airflow_night.window
+    with sqlite3.connect(airflow_night.airflow_home / "airflow.db") as db:
+        runs = db.execute("select dag_id, run_id, state, logical_date, run_after, start_date, end_date, "
+                          "(select content from dag_run_note n where n.dag_run_id = r.id) from dag_run r").fetchall()
+        tis = db.execute("select dag_id, run_id, task_id, map_index, try_number, state from task_instance").fetchall()
+    assert sorted(r[:3] for r in runs) == sorted(
+        (dag, f"local__{day}", "success") for dag in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG) for day in DAYS)
+    for dag_id, run_id, _, logical_date, run_after, start, end, note in runs:
+        day = date.fromisoformat(run_id.removeprefix("local__"))
+        slot = datetime.combine(day, time(18, 0)).isoformat(sep=" ")  # 02:00 next morning in Shanghai, in UTC
+        assert logical_date.startswith(slot) and run_after.startswith(slot), (dag_id, run_id)
+        assert before.isoformat(sep=" ")[:19] <= start[:19] <= end[:19] <= after.isoformat(sep=" ")[:19]
+        assert note.startswith(f"Service day {day}"), note
+    logs = airflow_night.airflow_home / "logs"
+    ran = [t for t in tis if t[5] in ("success", "failed")]
+    assert {(t[0], t[1]) for t in ran} == {(r[0], r[1]) for r in runs}
+    for dag_id, run_id, task_id, map_index, tries, _ in ran:
+        folder = logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder /= f"map_index={map_index}"
+        assert (folder / f"attempt={tries}.log").stat().st_size > 0, (dag_id, run_id, task_id, map_index)
+    for day in DAYS:
+        text = airflow_local.nightly_log_path(airflow_night.local / "logs", day).read_text()
+        assert re.findall(r"^=== (\S+) for service day (\S+) ", text, re.M) == [
+            (airflow_local.INGEST_DAG, str(day)), (airflow_local.PUBLISH_DAG, str(day))]
+        assert f"Returned value was: {day}" in text  # service_day's log, copied into the night's file
+        for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
+            assert f"running {dag_id} for service day {day} through Airflow" in airflow_night.proc.stdout
+    assert re.findall(r"^day (\d)/2 (\S+)", airflow_night.proc.stdout, re.M) == [("1", str(DAY1)), ("2", str(DAY2))]
 
 
 def test_quality_checks_recorded(nights, pipeline_warehouse):

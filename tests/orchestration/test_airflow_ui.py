@@ -1,7 +1,8 @@
 """What a data engineer sees in `make airflow` after `make run`, read through Airflow's REST API (v2) of the
-processes `gov-warehouse airflow` starts: the project's DAGs without import errors, a local run that
-lasted as long as it really ran, names its service day and has its tasks' logs, the DAGs paused as the README says (and the
-printed command unpauses them), and the UI page setting Asia/Shanghai as the browser's default zone."""
+processes `gov-warehouse airflow` starts on the Airflow home of the session's `make run` of two nights
+(tests/support/airflow_night.py): the project's DAGs without import errors, local runs that lasted as long as
+they really ran, name their service day and have their tasks' logs, the DAGs paused as the README says (and
+the printed command unpauses them), and the UI page setting Asia/Shanghai as the browser's default zone."""
 
 from __future__ import annotations
 
@@ -14,18 +15,17 @@ import socket
 import subprocess
 import time
 import urllib.request
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestration import airflow_local
 from tests.conftest import create_database, drop_database
-from tests.support.airflow_home import seed_home
+from tests.support.airflow_night import DAYS
 
 pytestmark = pytest.mark.e2e
 
-DAY = date(2023, 11, 7)
 GOV_DAGS = {"gov_ingest", "gov_publish", "gov_publish_watchdog"}
 
 
@@ -64,37 +64,26 @@ def _wait_for(api: Api, proc: subprocess.Popen, log: Path, deadline: float) -> N
 
 
 @pytest.fixture(scope="module")
-def local_airflow(server_url, tmp_path_factory, airflow_db_template):
-    """`make run`'s ingest of one generated night (timed by the test), then `gov-warehouse airflow`
-    (what `make airflow` runs) on the same Airflow home, logged in as the printed admin."""
-    from scenario.generator import Scenario
-    from warehouse.bootstrap import bootstrap
-
+def local_airflow(airflow_night, server_url, tmp_path_factory):
+    """`gov-warehouse airflow` (what `make airflow` runs) on the Airflow home of the session's `make run`,
+    logged in as the printed admin; the run's clock readings."""
     tmp = tmp_path_factory.mktemp("airflow_ui")
+    # the DAGs are unpaused here (as the README tells the engineer): whatever the scheduler then runs goes to a
+    # warehouse, landing zone, outbox and local dir of this module's own, never to the run the others read
     wh = create_database(server_url, "gov_ui")
-    bootstrap(wh)
     mp = pytest.MonkeyPatch()
     port = _free_port()
     for name, value in {"GOV_LOCAL_DIR": str(tmp / "local"), "LANDING_DIR": str(tmp / "landing"),
                         "OUTBOX_DIR": str(tmp / "outbox"), "WAREHOUSE_URL": wh.sqlalchemy_url(),
-                        "AIRFLOW__API__PORT": str(port),
+                        "AIRFLOW_HOME": str(airflow_night.airflow_home), "AIRFLOW__API__PORT": str(port),
                         # not the default 8793/8794 of the scheduler's and triggerer's log servers: other
                         # Airflows may run at the same time (parallel tests, a `make airflow`)
                         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
                         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}.items():
         mp.setenv(name, value)
-    for name in ("AIRFLOW_HOME", "AIRFLOW_CONN_SMTP_DEFAULT"):
-        mp.delenv(name, raising=False)
-    # the streets feed alone (45 files): a real night's load through Airflow, kept short for the suite
-    Scenario().write_night(DAY, tmp / "landing", feeds=("streets",))
+    mp.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     env = airflow_local.airflow_env(None)
-    # Airflow's metadata schema from the session's template (migrate() then only readies the DAGs)
-    seed_home(airflow_db_template, Path(env["AIRFLOW_HOME"]))
-    airflow_local.migrate(env)
-    before = datetime.now(UTC)
-    rc = airflow_local.dags_test(airflow_local.INGEST_DAG, DAY, env, tmp / "run.log")
-    after = datetime.now(UTC)
-    assert rc == 0, (tmp / "run.log").read_text()[-3000:]
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(str(airflow_night.airflow_home / "airflow.db"))
 
     log = tmp / "airflow.log"
     proc = subprocess.Popen([str(Path(airflow_local.airflow_bin()).with_name("python")), "-m", "commands", "airflow"],
@@ -104,7 +93,7 @@ def local_airflow(server_url, tmp_path_factory, airflow_db_template):
         _wait_for(api, proc, log, time.monotonic() + 300)
         passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         api.login(json.loads(passwords.read_text())["admin"])
-        yield api, (before, after), log
+        yield api, airflow_night.window, log
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -138,27 +127,36 @@ def test_make_airflow_lists_the_dags_without_import_errors(local_airflow):
 
 def test_a_local_run_lasts_as_long_as_it_ran_and_names_its_service_day(local_airflow):
     api, (before, after), _ = local_airflow
-    runs = api.get(f"/api/v2/dags/{airflow_local.INGEST_DAG}/dagRuns")["dag_runs"]
-    assert [r["dag_run_id"] for r in runs] == [f"local__{DAY}"]
-    run = runs[0]
-    start, end = _when(run["start_date"]), _when(run["end_date"])
-    # the run was made between the test's two clock readings, not at its logical date three years earlier
-    assert before - timedelta(seconds=1) <= start <= end <= after + timedelta(seconds=1)
-    assert end - start < timedelta(hours=1)
-    assert run["state"] == "success"
-    # shaped like the scheduled run of that night: logical date and run_after at 02:00 the next morning
-    slot = datetime(2023, 11, 7, 18, 0, tzinfo=UTC)  # 2023-11-08 02:00 Asia/Shanghai, by hand
-    assert _when(run["logical_date"]) == _when(run["run_after"]) == slot
-    assert run["conf"] == {"service_date": "2023-11-07"}
-    assert "Service day 2023-11-07" in run["note"]
+    by_dag = {}
+    for dag_id in (airflow_local.INGEST_DAG, airflow_local.PUBLISH_DAG):
+        runs = by_dag[dag_id] = sorted(api.get(f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"],
+                                       key=lambda r: r["logical_date"])
+        assert [r["dag_run_id"] for r in runs] == [f"local__{day}" for day in DAYS]
+        for day, run in zip(DAYS, runs, strict=True):
+            start, end = _when(run["start_date"]), _when(run["end_date"])
+            # made between the run's two clock readings, not at its logical date three years earlier
+            assert before - timedelta(seconds=1) <= start <= end <= after + timedelta(seconds=1)
+            assert end - start < timedelta(hours=1)
+            assert run["state"] == "success"
+            # shaped like the scheduled run of that night: logical date and run_after at 02:00 the next morning
+            slot = datetime(day.year, day.month, day.day, 18, 0, tzinfo=UTC)  # 02:00 Asia/Shanghai, by hand
+            assert _when(run["logical_date"]) == _when(run["run_after"]) == slot
+            assert run["conf"] == {"service_date": day.isoformat()}
+            assert f"Service day {day.isoformat()}" in run["note"]
+    # the publish of a night ran after its ingest, and the next night after both (one process, in order)
+    nights = zip(by_dag[airflow_local.INGEST_DAG], by_dag[airflow_local.PUBLISH_DAG], strict=True)
+    times = [_when(r[k]) for pair in nights for r in pair for k in ("start_date", "end_date")]
+    assert times == sorted(times)
 
 
 def test_a_local_run_s_task_logs_are_in_the_ui(local_airflow):
     api, _, _ = local_airflow
-    logs = api.get(f"/api/v2/dags/{airflow_local.INGEST_DAG}/dagRuns/local__{DAY}/taskInstances/service_day/logs/1")
-    events = [line.get("event", "") if isinstance(line, dict) else line for line in logs["content"]]
-    # the task returns the service day it worked out from the run (steps.service_day)
-    assert any("Returned value was: 2023-11-07" in e for e in events), events[-20:]
+    for day in DAYS:
+        logs = api.get(f"/api/v2/dags/{airflow_local.INGEST_DAG}/dagRuns/local__{day}/taskInstances/service_day/"
+                       "logs/1")
+        events = [line.get("event", "") if isinstance(line, dict) else line for line in logs["content"]]
+        # the task returns the service day it worked out from the run (steps.service_day)
+        assert any(f"Returned value was: {day}" in e for e in events), events[-20:]
 
 
 def test_dags_start_paused_and_the_printed_command_unpauses_them(local_airflow):

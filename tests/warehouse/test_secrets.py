@@ -1,18 +1,15 @@
-"""No secret anywhere, and each step by its own role: one night through Airflow (`gov-warehouse run`)
-with a marker password in the administrator's URL and in every role's password variable (trust
-authentication accepts any password, so each is a string to look for, set on real roles by the
-bootstrap). Afterwards no file the run produced (logs, GX project, dbt target and logs, Airflow's home,
-the outbox) and no text column of the warehouse holds any of them; every connection during the run
-logged in as the role of its step, and the administrator only for the bootstrap.
+"""No secret anywhere, and each step by its own role: the session's run of two nights through Airflow
+(`gov-warehouse run`, tests/support/airflow_night.py) had a marker password in the administrator's URL and
+in every role's password variable (trust authentication accepts any password, so each is a string to look
+for, set on real roles by the bootstrap), and a marker PII key. Afterwards no file the run produced (logs,
+GX project, dbt target and logs, Airflow's home, the outbox) and no text column of the warehouse holds any
+of them; every connection during the run logged in as the role of its step, and the administrator only for
+the bootstrap.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
-import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -22,8 +19,7 @@ import pytest
 from ingest import loader
 from scenario.generator import Scenario
 from tests.conftest import create_database, drop_database
-from tests.support.airflow_home import seed_home
-from tests.support.processes import run_command
+from tests.support.airflow_night import AUDIT_TABLES, DAYS
 from warehouse import connections, conninfo, credentials, settings
 
 pytestmark = pytest.mark.e2e
@@ -31,77 +27,17 @@ pytestmark = pytest.mark.e2e
 DAY = date(2023, 11, 7)
 STEP_ROLES = {connections.LOADER, connections.TRANSFORMER, connections.CHECKER, connections.PUBLISHER, connections.REPORTER,
               connections.BI_READER}
-# who may write which audit table (recorded by the triggers below, as the session's login role)
+# who may write which audit table (recorded by the run's triggers, as the session's login role)
 WRITERS = {"load_ledger": {connections.LOADER}, "rejected_rows": {connections.LOADER}, "dq_results": {connections.CHECKER},
            "publish_log": {connections.PUBLISHER}, "summary_sends": {connections.REPORTER}}
 
-WRITE_LOG = """
-create table public.write_log (table_name text, login_role text, acting_role text);
-create function public.log_write() returns trigger language plpgsql security definer as $$
-begin
-  -- current_user is this function's owner here; the `role` setting is what a SET ROLE chose ('none')
-  insert into public.write_log values (tg_table_name, session_user, current_setting('role'));
-  return null;
-end $$;
-"""
-
-
-class ConnectionWatch(threading.Thread):
-    """Samples pg_stat_activity of one database: (login role, application name) of every session seen."""
-
-    def __init__(self, admin: conninfo.ConnInfo):
-        super().__init__(daemon=True)
-        self.admin, self.seen, self.stop = admin, set(), threading.Event()
-
-    def run(self) -> None:
-        with psycopg.connect(self.admin.conninfo(), autocommit=True, application_name="test:watch") as conn:
-            while not self.stop.is_set():
-                self.seen |= set(conn.execute(
-                    "select usename, application_name from pg_stat_activity where datname = current_database() "
-                    "and pid <> pg_backend_pid()").fetchall())
-                time.sleep(0.01)
-
 
 @pytest.fixture(scope="module")
-def night(server_url, tmp_path_factory, airflow_db_template):
-    markers = {"admin": f"AdminPw-{uuid.uuid4().hex}", "pii_key": f"PiiKey-{uuid.uuid4().hex}"}
-    markers |= {role: f"Pw-{role}-{uuid.uuid4().hex[:12]}" for role in connections.ROLE_PASSWORD_ENV}
-    info = create_database(server_url, "gov_secrets")
-    wh = conninfo.ConnInfo(info.host, info.port, info.user, markers["admin"], info.dbname)
-    local = tmp_path_factory.mktemp("secrets_night")
-    env = {**os.environ, "WAREHOUSE_URL": wh.sqlalchemy_url(), "PII_HASH_KEY": markers["pii_key"],
-           "GOV_LOCAL_DIR": str(local), "LANDING_DIR": str(local / "landing"), "OUTBOX_DIR": str(local / "outbox"),
-           "AIRFLOW_HOME": str(local / "airflow"), "GOV_TASK_RETRIES": "0",
-           **{var: markers[role] for role, var in connections.ROLE_PASSWORD_ENV.items()}}
-    Scenario().write_night(DAY, local / "landing")
-    # Airflow's metadata schema from the session's template; the run makes everything else it writes
-    seed_home(airflow_db_template, local / "airflow")
-    from warehouse.bootstrap import bootstrap
-
-    bootstrap(info)
-    with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-        conn.execute(WRITE_LOG)
-        for table in WRITERS:
-            conn.execute(f"create trigger log_write after insert or update or delete on audit.{table} "
-                         "for each statement execute function public.log_write()")
-    watch = ConnectionWatch(info)
-    watch.start()
-    try:
-        started = time.time()
-        proc = run_command([sys.executable, "-m", "commands", "run", "--day", DAY.isoformat()], cwd=settings.REPO_ROOT,
-                           env=env, timeout=1800)
-        watch.stop.set()
-        watch.join()
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        yield {"wh": info, "local": local, "markers": markers, "proc": proc, "started": started,
-               "connections": watch.seen}
-    finally:
-        watch.stop.set()
-        drop_database(info)
-        # roles are shared by every database of the server: leave them without the markers
-        with psycopg.connect(info.with_db("postgres").conninfo(), autocommit=True) as conn:
-            for role in connections.ROLE_PASSWORD_ENV:
-                conn.execute(f"alter role {role} password null")
+def night(airflow_night):
+    assert set(WRITERS) == set(AUDIT_TABLES)  # every audit table the run's trigger watched has its writers here
+    return {"wh": airflow_night.wh, "local": airflow_night.local, "markers": airflow_night.markers,
+            "proc": airflow_night.proc, "started": airflow_night.started, "connections": airflow_night.connections,
+            "writes": airflow_night.writes}
 
 
 def _modified_since(path: Path, started: float) -> bool:
@@ -123,8 +59,11 @@ def produced_files(night) -> list[Path]:
 
 def test_the_night_published_and_sent(night):
     with psycopg.connect(night["wh"].conninfo()) as conn:
-        assert conn.execute("select status from audit.publish_log").fetchall() == [("published",)]
-        assert conn.execute("select count(*) from audit.summary_sends").fetchone()[0] > 0
+        # the runs' own rows (tests reading the same warehouse may publish again under other run ids)
+        assert sorted(conn.execute("select service_date, status from audit.publish_log where run_id like 'local__%'")
+                      .fetchall()) == [(day, "published") for day in DAYS]
+        sent = conn.execute("select distinct service_date from audit.summary_sends").fetchall()
+        assert sorted(sent) == [(day,) for day in DAYS]
     assert list((night["local"] / "outbox").glob("*.eml"))
 
 
@@ -179,8 +118,7 @@ def test_every_step_logged_in_as_its_own_role(night):
     # the administrator connected only to bootstrap; nothing else logged in
     assert {app for user, app in seen if user == admin} <= {"gov:bootstrap"}
     assert users <= STEP_ROLES | {admin}
-    with psycopg.connect(night["wh"].conninfo()) as conn:
-        writes = conn.execute("select table_name, login_role, acting_role from public.write_log").fetchall()
+    writes = night["writes"]
     assert {t for t, _, _ in writes} >= {"load_ledger", "dq_results", "publish_log", "summary_sends"}
     for table, login, acting in writes:
         assert acting == "none" and login in WRITERS[table], (table, login, acting)  # no SET ROLE either
