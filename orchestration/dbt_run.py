@@ -37,14 +37,31 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
 
 
-def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None) -> None:
-    """Run a dbt command against the warehouse `wh` (as gov_transformer, see profiles.yml)."""
+def dbt_vars(day: str | None, first_day: str | None = None) -> dict[str, str]:
+    """`--vars` of a nightly build: the range's last day `day` (service_date) and, when the build covers
+    several nights, its first day (service_date_from; dbt_project/macros/nightly.sql). Empty: a full build."""
+    if not day:
+        if first_day:
+            raise ValueError(f"a first day ({first_day}) needs a last day")
+        return {}
+    if first_day and first_day > day:
+        raise ValueError(f"the range's first day {first_day} is after its last day {day}")
+    variables = {"service_date": day}
+    if first_day and first_day != day:
+        variables["service_date_from"] = first_day
+    return variables
+
+
+def run_dbt(wh: ConnInfo, args: list[str], day: str | None = None, first_day: str | None = None) -> None:
+    """Run a dbt command against the warehouse `wh` (as gov_transformer, see profiles.yml); a nightly
+    build of the nights first_day..day (one night without first_day), or a full build without `day`."""
     env = {**os.environ, **dbt_env(wh), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
     cmd = [dbt_executable(), *args, "--project-dir", str(settings.DBT_PROJECT_DIR),
            "--profiles-dir", str(settings.DBT_PROJECT_DIR), "--target-path", str(settings.local_dir() / "dbt_target"),
            "--log-path", str(settings.local_dir() / "dbt_logs")]
-    if day:
-        cmd += ["--vars", json.dumps({"service_date": day})]
+    variables = dbt_vars(day, first_day)
+    if variables:
+        cmd += ["--vars", json.dumps(variables)]
     log.info("running %s", " ".join(cmd))
     # dbt's lines are passed on as they come (a long build shows its progress), not all at the end
     with subprocess.Popen(cmd, env=env, cwd=settings.DBT_PROJECT_DIR, stdout=subprocess.PIPE,

@@ -9,9 +9,10 @@ Any mismatch makes the command exit non-zero.
 What is loaded, and why:
 - canteens and assistance points: every night of the period, every reporter's file (empty ones too:
   an empty file is a point's "no events today", and the points in operation are counted from them);
-- street registry: the period's last night only. A one-off build snapshots the latest night's registry
-  (`int_streets__registry_night`), so earlier nights would be loaded and never read; the registry
-  figures hold on any single night (tests/dbt/test_dbt_warehouse.py).
+- street registry: the period's last night only. The registry figures are read on the latest day built
+  and hold on any single night (tests/dbt/test_dbt_warehouse.py); earlier nights would add days to the
+  coverage marts and versions to the registry history (a full build computes it from every night loaded)
+  without changing a figure.
 
 It runs in a database of its own on the warehouse's server (default `gov_reconcile`), dropped and
 created afresh by every run, so the demo's warehouse is never touched and every run is a clean full
@@ -219,8 +220,9 @@ def load_period(wh: conninfo.ConnInfo, start: date, end: date, landing: Path | N
 # ---------- build ----------
 
 def build(wh: conninfo.ConnInfo) -> None:
-    """One full dbt build over everything loaded: seeds, models, snapshot, tests (no service_date var, so the
-    incremental models build every day; the nightly build is the same models one night at a time)."""
+    """One full dbt build over everything loaded: seeds, models (the registry history too), tests (no
+    service_date var, so the incremental models build every day; the nightly build is the same models one
+    night, or one range of nights, at a time)."""
     from orchestration.dbt_run import run_dbt
 
     # Fresh planner statistics first: autoanalyze lags behind a bulk load of millions of rows, and on stale

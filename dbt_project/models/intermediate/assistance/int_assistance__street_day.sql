@@ -11,7 +11,7 @@
 --   satisfaction_avg                 over the cases closed that day
 --   overnight_cohort                 received the day before; overnight_resolved: of those, resolved before 09:00
 --   cases_backlog                    received by that day and not resolved by its end
--- Nightly: the night's day and the days whose case figures tonight's events change (days_to_build),
+-- Nightly: the range's days and the days whose case figures its events change (days_to_build),
 -- the same days the scorecard and the city summary rebuild.
 with days as (
     {{ days_to_build(ref('fct_assistance_case')) }}

@@ -1,7 +1,7 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key=['point_code', 'service_request_id'],
           on_schema_change='fail') }}
 -- One row per assistance case: (point_code, service_request_id), as points number their cases independently.
--- Nightly: only the cases with an event in tonight's load are rebuilt
+-- Nightly: only the cases with an event in the load of a night of the range are rebuilt
 -- (from all their events), so the night's cost grows with the night, not with the history. The filter
 -- is on the id alone (it reaches the raw events' index): a case of another point with the same id is
 -- rebuilt too, unchanged.
@@ -35,5 +35,5 @@ select
     satisfaction
 from {{ ref('int_assistance__cases') }}
 {% if nightly() -%}
-where service_request_id = any(array({{ cases_touched_tonight() }}))
+where service_request_id = any(array({{ cases_touched_in_range() }}))
 {%- endif %}

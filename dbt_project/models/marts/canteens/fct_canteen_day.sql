@@ -1,6 +1,6 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date',
           on_schema_change='fail') }}
--- One row per canteen and service day. Nightly: the night's day is deleted and rebuilt from its records.
+-- One row per canteen and service day. Nightly: the range's days are deleted and rebuilt from their records.
 -- Meals flagged by canteen_meal_counts (served on another day, negative money, unknown canteen) are kept
 -- in staging and counted by the GX checks, not here (macros/row_flags.sql).
 select
@@ -23,6 +23,6 @@ select
 from {{ ref('stg_canteens__meals') }} as m
 where {{ canteen_meal_counts('m') }}
 {% if nightly() -%}
-and m.service_date = {{ service_date_literal() }}
+and {{ in_service_range('m.service_date') }}
 {%- endif %}
 group by m.service_date, m.canteen_code

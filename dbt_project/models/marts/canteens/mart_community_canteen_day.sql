@@ -4,7 +4,7 @@
 -- and are registered per street; the canteens seed gives each canteen the community it serves
 -- (community_code, reference data), so a street's person-times split over its communities. A canteen
 -- without a community in the seed counts only in its street's figures (fct_canteen_day,
--- int_canteens__street_day), not here. Nightly: the night's day is deleted and rebuilt.
+-- int_canteens__street_day), not here. Nightly: the range's days are deleted and rebuilt.
 select
     f.service_date,
     s.community_code,
@@ -19,6 +19,6 @@ from {{ ref('fct_canteen_day') }} as f
 inner join {{ ref('canteens') }} as s using (canteen_code)
 where nullif(s.community_code, '') is not null
 {% if nightly() -%}
-    and f.service_date = {{ service_date_literal() }}
+    and {{ in_service_range('f.service_date') }}
 {%- endif %}
 group by f.service_date, s.community_code

@@ -2,9 +2,9 @@
           on_schema_change='fail') }}
 -- City, district and street x calendar month: the beneficiaries (惠及人数) of the community canteens, counted
 -- as distinct diner cards (keyed hashes: the card numbers never reach the warehouse) among the month's
--- meals that count (macros/row_flags.sql). Nightly: the night's month is rebuilt from every day of it loaded
--- (a re-run of an earlier night keeps the month's later days), so a night costs at most a month of meals,
--- never the history. A period longer than a month is counted from
+-- meals that count (macros/row_flags.sql). Nightly: the month of each night of the range is rebuilt from every
+-- day of it loaded (a re-run of an earlier night keeps the month's later days), so a night costs at most a
+-- month of meals, never the history. A period longer than a month is counted from
 -- the meals themselves (distinct cards do not add up over months): the reconciliation's programme figure.
 with meals as (
     select
@@ -16,7 +16,7 @@ with meals as (
     from {{ ref('stg_canteens__meals') }} as m
     where {{ canteen_meal_counts('m') }}
     {% if nightly() -%}
-    and m.service_date >= date_trunc('month', {{ service_date_literal() }})::date
+    and m.service_date >= date_trunc('month', {{ service_date_from_literal() }})::date
     and m.service_date < (date_trunc('month', {{ service_date_literal() }}) + interval '1 month')::date
     {%- endif %}
 )

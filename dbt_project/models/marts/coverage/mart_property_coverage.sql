@@ -1,7 +1,7 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date',
           on_schema_change='fail') }}
 -- District and street x service day: property-service coverage, from the registry's SCD2 history
--- as it stood that day. Nightly: the night's day only.
+-- as it stood that day. Nightly: the range's days only.
 with scopes as (
     {{ registry_scopes() }}
 )

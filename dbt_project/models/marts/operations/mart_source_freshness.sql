@@ -18,10 +18,18 @@ ledger as (
     where status in ('loaded', 'replaced', 'skipped_duplicate')
 ),
 
+{%- if nightly() %}
+
+range_days as (
+    {{ service_range_days() }}
+),
+{%- endif %}
+
 days as (
     {%- if nightly() %}
-    select s.source, {{ service_date_literal() }} as service_date
+    select s.source, r.service_date
     from (values ('streets'), ('canteens'), ('assistance')) as s (source)
+    cross join range_days as r
     {%- else %}
     select distinct source, service_date from ledger
     {%- endif %}

@@ -3,7 +3,7 @@
 -- One row per service day: the figures the morning email leads with.
 -- Overnight resolution is reported for the cohort received the day before: its window
 -- (until 09:00 of the service day) has closed by the time the nightly run builds this row.
--- Nightly: the night's day and the days whose case figures tonight's events change (days_to_build).
+-- Nightly: the range's days and the days whose case figures its events change (days_to_build).
 -- One piece per topic: registry figures from the coverage marts (the registry as it stood that day),
 -- canteen and case figures added up from the streets (int_canteens__street_day,
 -- int_assistance__street_day: the scorecard's own pieces, so street rows sum to the city's), and

@@ -6,10 +6,11 @@
 -- columns, not *: the reconciliation may grow figures (rows) without changing this contract.
 -- The reconciliation counts distinct diner cards over the programme period and reads every case, so its
 -- cost grows with the history: a nightly run (service_date set) recomputes it only on a month's last day,
--- the one night the city email shows it (reports/city_figures.reconciliation_night); on every other night
--- the condition is a constant false, which the planner folds before running the view (no scan), and the
--- last month's rows stay. A run without the variable (`gov-warehouse reconcile`, a full build) or a first
--- build always computes it.
+-- the one night the city email shows it (reports/city_figures.reconciliation_night), or, covering several
+-- nights (service_date_from), when its range holds a month's last day (then as of the range's last day);
+-- on every other run the condition is a constant false, which the planner folds before running the view
+-- (no scan), and the last month's rows stay. A run without the variable (`gov-warehouse reconcile`, a full
+-- build) or a first build always computes it.
 select
     r.figure_key::text as figure_key,
     r.scope_level::text as scope_level,
@@ -22,5 +23,7 @@ select
     r.registry_as_of::date as registry_as_of
 from {{ ref('int_reconciliation__published_figures') }} as r
 {% if nightly() -%}
-    where extract(day from {{ service_date_literal() }} + 1) = 1
+    -- the range holds a month's last day: the day after its last day is in another month than its first day
+    where extract(year from {{ service_date_from_literal() }}) * 12 + extract(month from {{ service_date_from_literal() }})
+        <> extract(year from {{ service_date_literal() }} + 1) * 12 + extract(month from {{ service_date_literal() }} + 1)
 {%- endif %}

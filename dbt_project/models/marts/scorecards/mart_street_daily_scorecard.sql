@@ -4,7 +4,7 @@
 -- Every street of the division-code seed has a row for every day built (zeros when quiet): the street
 -- grid, joined to one piece per topic, each already at street x day (int_assistance__street_day,
 -- int_canteens__street_day, the coverage marts' street rows). Rates are computed here from their counts.
--- Nightly: the same days as mart_city_daily_summary (the night and the days its events change).
+-- Nightly: the same days as mart_city_daily_summary (the range's days and the days its events change).
 with days as (
     {{ days_to_build(ref('fct_assistance_case')) }}
 ),

@@ -1,7 +1,7 @@
 -- One row per case event as loaded (every version of every file, no deduplication): which cases a
 -- night's load touched. A plain projection of the raw table, so a filter on service_date reaches its
 -- service-day index (stg_assistance__case_events cannot: its window runs over every version of an
--- event, whatever its night). Read by the nightly macros (macros/nightly.sql: cases_touched_tonight).
+-- event, whatever its night). Read by the nightly macros (macros/nightly.sql: cases_touched_in_range).
 select
     _load_id as load_id,
     _row_number as row_number,
