@@ -107,7 +107,7 @@ def night(admin: conninfo.ConnInfo, tree: Path, landing: Path, work: Path, day: 
         broker_url=f"redis://127.0.0.1:6379/{redis_db}", smtp_port=sink.port,
         extra_env={"WAREHOUSE_URL": wh.sqlalchemy_url(), "LANDING_DIR": str(landing),
                    "GOV_LOCAL_DIR": str(work / f"local_{concurrency}"), "OUTBOX_DIR": str(work / f"outbox_{concurrency}"),
-                   "GOV_TASK_RETRIES": "0", "PII_HASH_KEY": os.environ.get("PII_HASH_KEY", "bench-key-" + "x" * 24),
+                   "GOV_TASK_RETRIES": "0", "PII_HASH_KEY": os.environ["PII_HASH_KEY"],
                    "GOV_DBT_MANIFEST": str(work / "no-dbt-manifest" / "manifest.json"),
                    "PYTHONPATH": str(tree), "AIRFLOW__CORE__DAGS_FOLDER": str(tree / "dags")},
         prepare_dags=False, worker_concurrency=concurrency)
@@ -169,6 +169,11 @@ def costs(batches: list[dict]) -> dict[str, tuple[int, int, float]]:
     return out
 
 
+def database_bytes(wh: conninfo.ConnInfo) -> int:
+    with psycopg.connect(wh.conninfo()) as conn:
+        return conn.execute("select pg_database_size(current_database())").fetchone()[0]
+
+
 def direct_costs(admin: conninfo.ConnInfo, work: Path, day: date) -> dict[str, tuple[int, int, float]]:
     """The loader's own cost per file and per row, without Airflow: Taiyuan's night of `day` (the same code path
     as every city's) planned and loaded batch by batch in this process on a fresh warehouse."""
@@ -182,11 +187,14 @@ def direct_costs(admin: conninfo.ConnInfo, work: Path, day: date) -> dict[str, t
         conn.execute(f'create database "{wh.dbname}"')
     try:
         bootstrap(wh)
+        before = database_bytes(wh)
         out = {}
         for feed in FEEDS:
             started = time.perf_counter()
             results = [r for b in batches.plan(landing, feed, day) for r in batches.load_batch(wh, landing, b)]
             out[feed] = (len(results), sum(r.rows_read for r in results), time.perf_counter() - started)
+        print(f"  the night's raw and audit rows take {(database_bytes(wh) - before) / 1e6:.1f} MB in the warehouse "
+              "(tables and indexes)", flush=True)
         return out
     finally:
         with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
@@ -207,9 +215,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--load-only", action="store_true", help="gov_ingest only (gov_publish stays paused)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (landing zone, logs)")
+    parser.add_argument("--landing", type=Path,
+                        help="the province's files for --day already generated here (else generated into the work folder)")
     parser.add_argument("--costs-only", action="store_true",
                         help="only the loader's cost per file and per row (Taiyuan's night, in this process)")
     args = parser.parse_args()
+    os.environ.setdefault("PII_HASH_KEY", "bench-key-" + "x" * 24)  # the bench's own warehouses: a key of its own
     admin = conninfo.parse_url(args.server)
     work = Path(tempfile.mkdtemp(prefix="bench-province-"))
     try:
@@ -219,13 +230,15 @@ def main() -> None:
             return
         started = time.perf_counter()
         tree = province_tree(work)
-        generated = Province().write_night(args.day, work / "landing")
-        print(f"{args.day}: {len(generated.files)} files, {len(generated.meals)} canteen rows, "
-              f"{len(generated.events)} case events, in {time.perf_counter() - started:.0f} s", flush=True)
+        landing = args.landing or work / "landing"
+        if args.landing is None:
+            generated = Province().write_night(args.day, landing)
+            print(f"{args.day}: {len(generated.files)} files, {len(generated.meals)} canteen rows, "
+                  f"{len(generated.events)} case events, in {time.perf_counter() - started:.0f} s", flush=True)
         results = []
         for concurrency in args.concurrency:
             print(f"--- worker concurrency {concurrency} (load: {os.getloadavg()[0]:.1f})", flush=True)
-            r = night(admin, tree, work / "landing", work, args.day, concurrency, args.load_only)
+            r = night(admin, tree, landing, work, args.day, concurrency, args.load_only)
             results.append(r)
             print(f"loading {r['loading']:.0f} s, night {r['night']:.0f} s ({r['load_tasks']} load tasks; "
                   f"gov_publish {r['publish']}; load after: {os.getloadavg()[0]:.1f})", flush=True)

@@ -44,12 +44,12 @@ log = logging.getLogger(__name__)
 
 # A batch's work is weighed as its files' bytes plus a fixed cost per file (transaction, ledger rows, the
 # reader's start). Measured with the loader alone on Taiyuan's night (bench/province.py --costs-only,
-# bench/README.md, *Province*): about 15 ms a file whatever its size (an assistance point's file of a few
-# hundred bytes) and about 7 ms more per kB of a canteen's CSV or a street's workbook, so a file weighs
-# FILE_WEIGHT_BYTES more than its bytes. A batch holds up to BYTES_PER_BATCH of weight (about 40 s of loading
-# on a busy 2-core machine: well above a task's start on a Celery worker, some seconds) and FILES_PER_BATCH
+# bench/README.md, *Province*): 7-15 ms a file whatever its size (an assistance point's file of a few hundred
+# bytes), and per kB 0.5-7 ms more (a canteen's CSV - a street's workbook; the machine's load moves both), so a
+# file weighs FILE_WEIGHT_BYTES more than its bytes. A batch holds up to BYTES_PER_BATCH of weight (some tens
+# of seconds of loading: well above a task's start on a Celery worker, a few seconds) and FILES_PER_BATCH
 # files; a feed is cut into at most MAX_BATCHES. A Taiyuan night is then one batch a feed, as when one task
-# walked each folder, and a Shanxi night (ten times the files) a dozen or so load tasks, never thousands.
+# walked each folder, and a Shanxi night (ten times the files) a dozen load tasks, never thousands.
 FILE_WEIGHT_BYTES = 2_000
 FILES_PER_BATCH = 3_000
 BYTES_PER_BATCH = 6_000_000

@@ -212,3 +212,22 @@ def test_the_feed_summary_adds_up_its_batches():
         "quarantined": ["x.csv: bad"], "held": [], "failed": []}
     skipped = batches.batch_summary(batches.skipped_plan("streets", "2023-11-06")[0], [])
     assert batches.feed_summary("streets", "2023-11-06", [skipped])["skipped"] is True
+
+
+@pytest.mark.integration
+def test_another_city_s_files_load_where_the_reference_data_has_its_reporters(fresh_warehouse, tmp_path, monkeypatch):
+    """A province deployment's seeds name its other cities' districts and reporters (scenario.province.seed_rows):
+    the loader takes their codes from the seeds, not from Taiyuan's built-in list."""
+    from ingest import feeds, landing
+    from scenario.province import OTHER_CITIES, CityScenario, seed_rows
+
+    datong = CityScenario(OTHER_CITIES[0])
+    datong_canteens = frozenset(c.code for c in datong.canteens)
+    districts = frozenset([*(r["district_code"] for r in seed_rows()["districts"]), *feeds.known_districts()])
+    monkeypatch.setattr(feeds, "known_districts", lambda: districts)
+    real = landing.known_reporters
+    monkeypatch.setattr(landing, "known_reporters", lambda s: real(s) | datong_canteens if s == "canteens" else real(s))
+    night = datong.write_night(DAY, tmp_path, feeds=["canteens"])
+    summary = batches.run_batch(fresh_warehouse, tmp_path, batches.plan(tmp_path, "canteens", DAY)[0])
+    assert summary["statuses"] == {"loaded": len(datong.canteens)}
+    assert (summary["rows_loaded"], summary["rows_rejected"]) == (len(night.meals), 0)
