@@ -29,10 +29,21 @@ def service_day(params: dict | None, logical_date: datetime | None) -> str:
     return (logical_date.astimezone(settings.TZ).date() - timedelta(days=1)).isoformat()
 
 
-def days_to_publish(params: dict | None, asset_events: dict | None, logical_date: datetime | None) -> list[str]:
-    """Service days a publish run covers: the param, else every day named by the triggering asset events."""
+# How far back a publish run looks for nights loaded since their last publish (pending_days)
+PENDING_LOOKBACK = timedelta(days=35)
+
+
+def days_to_publish(params: dict | None, asset_events: dict | None, logical_date: datetime | None,
+                    wh: ConnInfo | None = None) -> list[str]:
+    """Service days a publish run covers, built in one dbt build of min(days)..max(days) (build_marts): the
+    param; else, given the warehouse `wh`, every day loaded since its last publish attempt (pending_days),
+    which holds every triggering event's night not published since; else (nothing pending: a re-run whose
+    files were all duplicates) the days the triggering asset events name. An event's night published since
+    its last load (by an earlier run: see pending_days) is not built again."""
     if (params or {}).get("service_date"):
         return [service_day(params, None)]
+    if wh is not None and (pending := pending_days(wh)):
+        return pending
     days = set()
     for events in (asset_events or {}).values():
         for event in events:
@@ -42,6 +53,31 @@ def days_to_publish(params: dict | None, asset_events: dict | None, logical_date
     if days:
         return sorted(days)
     return [service_day(None, logical_date)]
+
+
+def pending_days(wh: ConnInfo, lookback: timedelta = PENDING_LOOKBACK) -> list[str]:
+    """Service days with a file loaded (or released) after the day's last publish attempt, or never
+    published, among the loads of the last `lookback`.
+
+    Why the warehouse and not only the triggering events: Airflow 3.3 (apache/airflow#56050) creates the
+    next asset-triggered run of a DAG at max_active_runs once the running one ends, but gives it only the
+    events up to the FIRST one queued meanwhile (the queue row's created_at); the events after it stay
+    unconsumed until yet another event arrives. A night loaded while a publish ran would wait for the next
+    night's files, and then be built again with it. Read here, every run covers every night loaded before
+    it started. A blocked or failed publish counts as an attempt: that night is not retried by every later
+    run (its own re-run does it). A load finishing while a run is between its start and its publish log
+    counts as covered by it; its own event triggers the next run in the usual case."""
+    with connections.connect_as(connections.REPORTER, wh) as conn:
+        rows = conn.execute(
+            """select l.service_date::text
+               from audit.load_ledger as l
+               where l.status in ('loaded', 'replaced', 'released') and l.service_date is not null
+                 and l.finished_at > now() - %s
+                 and greatest(l.finished_at, l.decided_at) > coalesce(
+                     (select max(p.logged_at) from audit.publish_log as p where p.service_date = l.service_date),
+                     '-infinity')
+               group by l.service_date order by l.service_date""", (lookback,)).fetchall()
+    return [day for (day,) in rows]
 
 
 def bootstrap_warehouse(wh: ConnInfo) -> None:
@@ -88,8 +124,11 @@ def validate_raw(wh: ConnInfo, day: str, run_id: str) -> dict:
             "data_docs": str(run.data_docs) if run.data_docs else None}
 
 
-def build_marts(wh: ConnInfo, day: str) -> None:
-    dbt_run.run_dbt(wh, ["build"], day)
+def build_marts(wh: ConnInfo, day: str, first_day: str | None = None) -> None:
+    """`dbt build` of the marts for the nights first_day..day in one build (one night without first_day):
+    it rebuilds exactly what those nights can change, as their nightly builds in order would
+    (dbt_project/macros/nightly.sql). A publish run passes max(days) and min(days) of days_to_publish."""
+    dbt_run.run_dbt(wh, ["build"], day, first_day)
 
 
 def validate_marts(wh: ConnInfo, days: list[str], run_id: str) -> dict:
