@@ -144,6 +144,8 @@ begin
   end if;
 end $$;
 create index if not exists load_ledger_key on audit.load_ledger (source, reporter_code, service_date);
+-- the publish side reads the loads finished since a day's last publish attempt (orchestration/steps.pending_days)
+create index if not exists load_ledger_finished on audit.load_ledger (finished_at);
 comment on table audit.load_ledger is 'One row per landed file and load attempt: hash, row accounting, status (loaded/skipped_duplicate/replaced/held/released/rejected/quarantined/failed); error: why a file was quarantined, held or failed; decided_by/decided_at/decision_note: the release or rejection of a held file; notes: what a loaded file held that is not data (sheets without the header, total rows).';
 
 create table if not exists audit.rejected_rows (
