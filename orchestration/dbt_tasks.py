@@ -316,7 +316,7 @@ def marts_build(days: XComArg, pool: str) -> TaskGroup | XComArg:
         from orchestration import steps
         from warehouse.connections import warehouse
 
-        steps.build_marts(warehouse(), max(service_days))
+        steps.build_marts(warehouse(), max(service_days), min(service_days))
 
     return build_all(days)
 
