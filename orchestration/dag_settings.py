@@ -46,7 +46,9 @@ def default_args() -> dict:
         "owner": "gov-data",
         "retries": int(settings.number("GOV_TASK_RETRIES", 2)),
         "retry_delay": timedelta(seconds=settings.number("GOV_RETRY_DELAY_SECONDS", 120)),
-        "retry_exponential_backoff": True,
+        # Airflow 3.3 takes a multiplier (True meant 2.0 once deserialized, but 1.0 to a DAG object in
+        # hand, and mapped tasks report 2.0): the delay doubles with each retry
+        "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(minutes=45),
         "on_failure_callback": alert_on_call,

@@ -26,7 +26,7 @@ PRODUCER = f"{DBT_GROUP}.dbt_producer_watcher"  # Cosmos' PRODUCER_WATCHER_TASK_
 PRODUCER_DONE = f"{PRODUCER}_done"
 # README, "Retries, pools, timeouts, alerts": the defaults when GOV_TASK_RETRIES / GOV_RETRY_DELAY_SECONDS
 # are not set; the watchdog alerts at once (no retries) within five minutes
-DOCUMENTED = {"retries": 2, "retry_delay": timedelta(seconds=120), "retry_exponential_backoff": True,
+DOCUMENTED = {"retries": 2, "retry_delay": timedelta(seconds=120), "retry_exponential_backoff": 2.0,
               "max_retry_delay": timedelta(minutes=30), "execution_timeout": timedelta(minutes=45)}
 WATCHDOG = {**DOCUMENTED, "retries": 0, "execution_timeout": timedelta(minutes=5)}
 
