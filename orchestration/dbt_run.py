@@ -27,6 +27,7 @@ def dbt_env(wh: ConnInfo) -> dict[str, str]:
         "WH_DBNAME": dbt.dbname,
         # dbt names its connections itself unless the profile says otherwise: the URL's name wins
         "WH_APPLICATION_NAME": dbt.param("application_name") or "dbt",
+        "WH_THREADS": str(settings.dbt_threads()),
         # every other parameter of the URL (sslmode, sslrootcert, …) reaches dbt's driver through libpq
         **dbt.libpq_env(),
     }

@@ -70,6 +70,14 @@ def switch(name: str, default: bool) -> bool:
     return default if not raw else raw not in ("false", "0", "no", "off")
 
 
+def dbt_threads() -> int:
+    """dbt's threads (models built side by side in the night's one build): one per warehouse CPU core."""
+    threads = int(number("GOV_DBT_THREADS", 2))
+    if threads < 1:
+        raise ValueError(f"GOV_DBT_THREADS must be at least 1, not {threads}")
+    return threads
+
+
 def docs_base_url() -> str | None:
     """Where the officials reach the dbt docs and Data Docs (the email's links), without a trailing slash."""
     return text("GOV_DOCS_BASE_URL").rstrip("/") or None

@@ -40,3 +40,20 @@ def test_senders_recipients_and_the_docs_site(monkeypatch):
     assert settings.summary_recipients() == ["a@x.example", "b@x.example"]
     monkeypatch.setenv("GOV_DOCS_BASE_URL", "https://docs.example/")
     assert settings.docs_base_url() == "https://docs.example"
+
+
+def test_dbt_threads_reach_the_profile_dbt_reads(monkeypatch):
+    from pathlib import Path
+
+    from orchestration import dbt_run
+    from warehouse.conninfo import parse_url
+
+    wh = parse_url("postgresql://gov_owner@db.example:5432/gov")
+    assert dbt_run.dbt_env(wh)["WH_THREADS"] == "2"  # the documented default
+    monkeypatch.setenv("GOV_DBT_THREADS", "6")
+    assert dbt_run.dbt_env(wh)["WH_THREADS"] == "6"
+    profile = (Path(dbt_run.__file__).parents[1] / "dbt_project" / "profiles.yml").read_text()
+    assert "threads: \"{{ env_var('WH_THREADS', '2') | int }}\"" in profile
+    monkeypatch.setenv("GOV_DBT_THREADS", "0")
+    with pytest.raises(ValueError, match="GOV_DBT_THREADS must be at least 1"):
+        settings.dbt_threads()
