@@ -137,13 +137,12 @@ def load_batch(wh: ConnInfo, landing: Path, batch: dict, reporter: str | None = 
     return results
 
 
-def batch_summary(batch: dict, results: Sequence[loader.FileResult]) -> dict:
-    """What a batch's task returns (and logs): the shape of orchestration.steps.load_feed's summary, plus the
-    batch's index."""
-    summary = {
-        "source": batch["source"],
-        "service_date": batch["service_date"],
-        "batch": batch["index"],
+def results_summary(source: str, day: str, results: Sequence[loader.FileResult]) -> dict:
+    """What a load of files returns and logs (a feed's night, orchestration.steps.load_feed, or one batch of it):
+    counts by status and rows, and the files quarantined, held or failed with why."""
+    return {
+        "source": source,
+        "service_date": day,
         "files": len(results),
         "statuses": dict(Counter(r.status for r in results)),
         "rows_read": sum(r.rows_read for r in results),
@@ -153,6 +152,11 @@ def batch_summary(batch: dict, results: Sequence[loader.FileResult]) -> dict:
         "held": [f"{r.path.name}: {r.error}" for r in results if r.status == "held"],
         "failed": [f"{r.path.name}: {r.error}" for r in results if r.status == "failed"],
     }
+
+
+def batch_summary(batch: dict, results: Sequence[loader.FileResult]) -> dict:
+    """What a batch's task returns (and logs): results_summary, plus the batch's index."""
+    summary = {**results_summary(batch["source"], batch["service_date"], results), "batch": batch["index"]}
     if batch.get("skipped"):
         summary["skipped"] = True
     return summary

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from ingest import loader
+from ingest import batches, loader
 from orchestration import dbt_run
 from warehouse import bootstrap, connections, settings
 from warehouse.conninfo import ConnInfo
@@ -86,18 +85,7 @@ def bootstrap_warehouse(wh: ConnInfo) -> None:
 
 def load_feed(wh: ConnInfo, source: str, day: str, reporter: str | None = None) -> dict:
     results = loader.load_night(wh, settings.landing_dir(), source, date.fromisoformat(day), reporter)
-    summary = {
-        "source": source,
-        "service_date": day,
-        "files": len(results),
-        "statuses": dict(Counter(r.status for r in results)),
-        "rows_read": sum(r.rows_read for r in results),
-        "rows_loaded": sum(r.rows_loaded for r in results),
-        "rows_rejected": sum(r.rows_rejected for r in results),
-        "quarantined": [f"{r.path.name}: {r.error}" for r in results if r.status == "quarantined"],
-        "held": [f"{r.path.name}: {r.error}" for r in results if r.status == "held"],
-        "failed": [f"{r.path.name}: {r.error}" for r in results if r.status == "failed"],
-    }
+    summary = batches.results_summary(source, day, results)
     log.info("load summary: %s", json.dumps(summary, ensure_ascii=False))
     if summary["failed"]:
         # an unexpected error (not bad data, which is quarantined or rejected): the rest of the night is
