@@ -194,7 +194,7 @@ class Bench:
         publish_candidate(wh)
         return time.perf_counter() - started
 
-    def airflow_backfill(self, days: list[date], sink_port: int) -> tuple[float, int, int]:
+    def airflow_backfill(self, days: list[date], sink_port: int, max_active_runs: int) -> tuple[float, int, int]:
         from tests.support.airflow_cluster import AirflowCluster, flush_redis_db, free_redis_db
 
         wh = self.database("backfill")
@@ -218,7 +218,7 @@ class Bench:
             cluster.airflow("backfill", "create", "--dag-id", airflow_local.INGEST_DAG,
                             "--from-date", airflow_local.logical_date_for(days[0]).isoformat(),
                             "--to-date", airflow_local.logical_date_for(days[-1]).isoformat(),
-                            "--max-active-runs", "1")
+                            "--max-active-runs", str(max_active_runs))
             wanted = {airflow_local.logical_date_for(d) for d in days}
             while True:
                 cluster.check_alive()
@@ -368,6 +368,8 @@ def main() -> None:
     parser.add_argument("--server", default=os.environ.get("TEST_DATABASE_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--nights", type=int, default=30, help="nights of the backfill (default 30)")
+    parser.add_argument("--max-active-runs", type=int, default=1,
+                        help="the backfill's own max_active_runs (Airflow applies it apart from the DAG's; default 1)")
     parser.add_argument("--histories", nargs="*", default=list(HISTORIES), choices=list(HISTORIES))
     parser.add_argument("--skip-history", action="store_true", help="leave out parts 1 and 2")
     parser.add_argument("--skip-backfill", action="store_true", help="leave out part 3")
@@ -402,9 +404,10 @@ def main() -> None:
             direct = bench.direct_path(days)
             print(f"\nbackfill of {len(days)} nights, direct path (loader, one dbt build, one publish): "
                   f"{direct:.1f} s", flush=True)
-            wall, ingest_runs, publish_runs = bench.airflow_backfill(days, sink.port)
+            wall, ingest_runs, publish_runs = bench.airflow_backfill(days, sink.port, args.max_active_runs)
             print(f"backfill of {len(days)} nights through `airflow backfill create`: {wall:.1f} s "
-                  f"({ingest_runs} gov_ingest runs, {publish_runs} gov_publish runs); "
+                  f"({ingest_runs} gov_ingest runs, at most {args.max_active_runs} at a time; "
+                  f"{publish_runs} gov_publish runs); "
                   f"Airflow / direct: {wall / direct:.1f}x (target <= 2x)")
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
