@@ -23,7 +23,9 @@ RAW_NIGHT = Asset(name="raw_night", uri=RAW_NIGHT_ASSET)
 MARTS = Asset(name="marts", uri=MARTS_ASSET)
 
 
-TASK_FAILED_SUBJECT = "[gov-data] {{ dag.dag_id }}.{{ ti.task_id }} failed for {{ params.service_date or ds }}"
+# an asset-triggered run (gov_publish's nightly runs) has no logical date, so no `ds`: it is named by its run id
+TASK_FAILED_SUBJECT = ("[gov-data] {{ dag.dag_id }}.{{ ti.task_id }} failed for "
+                       "{{ params.service_date or ds | default(run_id) }}")
 TASK_FAILED_HTML = ("<p>Task <b>{{ ti.task_id }}</b> of <b>{{ dag.dag_id }}</b> failed after {{ ti.try_number }} "
                     "tries (run {{ run_id }}).</p><p>Log: {{ ti.log_url }}</p>")
 
