@@ -13,7 +13,7 @@ from reports import city_figures, night
 from reports.figures import ScopeReport
 from reports.notice_rules import FILE_REASONS, HELD_REASONS, ROW_REASONS
 from reports.sections import Block, num, pct
-from warehouse import settings
+from warehouse import reference, settings
 
 # figure_key of the published_figures seed -> what the programme published it as (seed-facts.yaml)
 FIGURE_LABELS = {
@@ -124,7 +124,7 @@ def label(figure_key: str) -> str:
 def problem_counts_block(report: ScopeReport) -> Block:
     """Missing and held reporters, counted per district (every district, in code order)."""
     counts = {d["district_code"]: {"name": d["district_name"], "missing": 0, "held": 0}
-              for d in night.seed_rows("districts")}
+              for d in night.seed_rows("districts") if reference.city_of(d["district_code"]) == report.scope.code}
     for street in report.problems:
         entry = counts.setdefault(street["street_code"][:6], {"name": street["street_code"][:6], "missing": 0, "held": 0})
         entry["missing"] += len(street["missing"])

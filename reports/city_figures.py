@@ -48,6 +48,7 @@ select d.district_code, d.district_name, sc.cases_received, sc.cases_resolved, s
        py.compounds_with_owners_committee
 from marts.dim_district d
 left join sc using (district_code) left join pc using (district_code) left join py using (district_code)
+where left(d.district_code, 4) || '00' = %(city)s
 order by d.district_code
 """
 
@@ -62,9 +63,10 @@ def next_reconciliation(day: date) -> date:
     return first_of_next - timedelta(days=1)
 
 
-def district_rows(conn: psycopg.Connection, day: date) -> list[dict]:
-    """Per district of dim_district, the raw sums of the service day (the caller computes the rates)."""
-    return conn.execute(DISTRICT_SQL, {"day": day}).fetchall()
+def district_rows(conn: psycopg.Connection, day: date, city: str = CITY_CODE) -> list[dict]:
+    """Per district of the city (dim_district's districts whose code is the city's: a province deployment's
+    marts hold eleven cities), the raw sums of the service day (the caller computes the rates)."""
+    return conn.execute(DISTRICT_SQL, {"day": day, "city": city}).fetchall()
 
 
 def published_figures(conn: psycopg.Connection) -> dict:

@@ -10,11 +10,10 @@ marts, so that the email can say it even on a first night with nothing published
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from functools import cache
 
-from warehouse.settings import DBT_PROJECT_DIR
+from warehouse import reference
 
 SOURCE_NAMES = {"streets": "街道小区台账", "canteens": "社区食堂", "assistance": "帮代办点"}
 RECEIVED = ("loaded", "replaced", "skipped_duplicate", "held")  # the reporter did send a file
@@ -39,9 +38,9 @@ class NightNotes:
 
 
 def seed_rows(name: str) -> list[dict]:
-    """The rows of a dbt seed (dbt_project/seeds/<name>.csv): the reference names the emails use."""
-    with (DBT_PROJECT_DIR / "seeds" / f"{name}.csv").open(encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    """The rows of a dbt seed in force (warehouse.reference.seed_rows: a province deployment's other cities
+    beside Taiyuan's): the reference names the emails use."""
+    return list(reference.seed_rows(name))
 
 
 @cache
@@ -63,8 +62,8 @@ def reporter_street(source: str, code: str) -> str:
 
 
 def in_scope(street_code: str, level: str, scope_code: str) -> bool:
-    if level == "city":
-        return True
+    if level == "city":  # the city's own streets: a province deployment's ledger holds eleven cities'
+        return reference.city_of(street_code[:6]) == scope_code
     return street_code.startswith(scope_code) if level == "district" else street_code == scope_code
 
 

@@ -17,6 +17,7 @@ placed: the loader reads only files named after a reporter of those seeds (inges
 
 from __future__ import annotations
 
+import csv
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -215,6 +216,15 @@ def scenario_for(scope: str = DEFAULT_SCOPE, seed: int | None = None) -> Scenari
     raise ValueError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
 
 
+def setup_note(scope: str) -> str | None:
+    """What `gov-warehouse generate --scope` tells the user a scope's night needs of the deployment: a
+    province's reporters are known to the loader, dbt, the checks and the emails only with GOV_SCOPE=shanxi."""
+    if scope != "shanxi":
+        return None
+    return ("a province night: set GOV_SCOPE=shanxi for gov-warehouse run / make run and every Airflow process "
+            "(the other cities' reference seeds, dbt_project/seeds/province/; docs/deploy.md \"A province\")")
+
+
 def seed_rows(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
     """The reference rows the ten other cities add to dbt_project/seeds (same columns as Taiyuan's rows there):
     districts, streets, communities, canteens, assistance points and the reporters' contacts."""
@@ -253,3 +263,24 @@ def seed_rows(seed: int = DEFAULT_SEED) -> dict[str, list[dict]]:
                                              "reporter_name": f"{street_names[p.street_code]}帮代办点{int(p.code[-3:])}号",
                                              "email": f"{p.code.lower()}@reporters.{city_code}.example"})
     return out
+
+
+def write_seeds(directory: Path = ref.PROVINCE_SEEDS_DIR, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Write seed_rows as the province's seed files (province_<name>.csv, the columns of Taiyuan's seed), which a
+    `shanxi` deployment (GOV_SCOPE) adds to the committed seeds. Committed; tests/scenario/test_province_seeds.py
+    holds them equal to seed_rows, so regenerate (`python -m scenario.province`) after changing the generator."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, rows in seed_rows(seed).items():
+        path = directory / f"province_{name}.csv"
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_seeds():
+        print(written_path)

@@ -6,8 +6,12 @@ street = district + 3, community = street + 3, compound = community + 3.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+
+from warehouse import settings
 
 
 @dataclass(frozen=True)
@@ -87,3 +91,33 @@ def district_by_code(code: str) -> District:
 # reconciliation and the city email compare its cumulative figures over it
 PROGRAMME_START = date(2023, 1, 1)
 PROGRAMME_END = date(2023, 10, 31)  # inclusive
+
+
+# reference seeds a province deployment extends with the ten other cities' rows (dbt_project/seeds/province/
+# province_<name>.csv, written by scenario.province.write_seeds); officials and published figures stay Taiyuan's
+PROVINCE_SEEDS = ("districts", "streets", "community_names", "canteens", "assistance_points", "reporter_contacts")
+SEEDS_DIR = settings.DBT_PROJECT_DIR / "seeds"
+PROVINCE_SEEDS_DIR = SEEDS_DIR / "province"
+
+
+def seed_files(name: str, scope: str | None = None) -> list[Path]:
+    """The files of a reference seed in force: the committed one, and in a `shanxi` deployment (GOV_SCOPE) the
+    province's rows beside it, the same union dbt builds (macros/reference.sql)."""
+    files = [SEEDS_DIR / f"{name}.csv"]
+    if (scope or settings.scope()) == "shanxi" and name in PROVINCE_SEEDS:
+        files.append(PROVINCE_SEEDS_DIR / f"province_{name}.csv")
+    return files
+
+
+def seed_rows(name: str, scope: str | None = None) -> list[dict[str, str]]:
+    """The rows of a reference seed in force (seed_files), as text."""
+    rows: list[dict[str, str]] = []
+    for path in seed_files(name, scope):
+        with path.open(encoding="utf-8", newline="") as f:
+            rows.extend(csv.DictReader(f))
+    return rows
+
+
+def city_of(district_code: str) -> str:
+    """The prefecture-level city of a district (GB/T 2260: its first four digits and 00)."""
+    return f"{district_code[:4]}00"

@@ -103,3 +103,16 @@ def oncall_email() -> str:
 
 def dbt_manifest_path(default: Path) -> Path:
     return Path(text("GOV_DBT_MANIFEST") or default).resolve()
+
+
+SCOPES = ("taiyuan", "shanxi")
+SCOPE_VAR = "GOV_SCOPE"  # also read by dbt (dbt_project.yml, macros/reference.sql): the same variable, one meaning
+
+
+def scope() -> str:
+    """The deployment's scope: `taiyuan` (the reference seeds as committed) or `shanxi`, a province deployment,
+    whose reference data adds the ten other cities' rows (dbt_project/seeds/province/, issue 21)."""
+    value = text(SCOPE_VAR, "taiyuan").lower()
+    if value not in SCOPES:
+        raise ValueError(f"{SCOPE_VAR}={value!r}: one of {', '.join(SCOPES)}")
+    return value

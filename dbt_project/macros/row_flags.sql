@@ -12,7 +12,7 @@
     (coalesce({{ local_date(alias ~ '.served_at') }} = {{ alias }}.service_date, true)
      and coalesce({{ alias }}.price_yuan, 0) >= 0
      and coalesce({{ alias }}.subsidy_yuan, 0) >= 0
-     and {{ alias }}.canteen_code in (select canteen_code from {{ ref('canteens') }}))
+     and {{ alias }}.canteen_code in (select canteen_code from {{ reference('canteens') }} as ref_canteens))
 {%- endmacro %}
 
 {#- A case's stages are out of order: dispatched or resolved before it was received, resolved before
@@ -27,5 +27,5 @@
 {#- A case counts when its stages are in order and its point is in the reference list. -#}
 {% macro case_counts(alias) -%}
     (not {{ case_out_of_order(alias) }}
-     and {{ alias }}.point_code in (select point_code from {{ ref('assistance_points') }}))
+     and {{ alias }}.point_code in (select point_code from {{ reference('assistance_points') }} as ref_points))
 {%- endmacro %}

@@ -48,10 +48,12 @@ actual as (
     select service_date, '140100', 'owners_committee_coverage_rate',
         round(sum(compounds_with_owners_committee)::numeric / nullif(sum(compounds), 0), 2)
     from district_day
+    where {{ city_of('scope_code') }} = '140100'  -- the published figures are Taiyuan's (a province has others)
     group by service_date
     union all
-    select service_date, '140100', 'canteens_with_assistance_desk', canteens_reporting
+    select service_date, city_code, 'canteens_with_assistance_desk', canteens_reporting
     from {{ ref('mart_city_daily_summary') }}
+    where city_code = '140100'
 ),
 
 checked as (

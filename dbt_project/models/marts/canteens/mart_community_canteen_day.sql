@@ -16,7 +16,7 @@ select
     sum(f.child_person_times)::bigint as child_person_times,
     sum(f.subsidy_yuan)::numeric(14, 2) as subsidy_yuan
 from {{ ref('fct_canteen_day') }} as f
-inner join {{ ref('canteens') }} as s using (canteen_code)
+inner join {{ reference('canteens') }} as s using (canteen_code)
 where nullif(s.community_code, '') is not null
 {% if nightly() -%}
     and {{ in_service_range('f.service_date') }}

@@ -8,5 +8,5 @@ select
     count(*) as compounds,
     coalesce(sum(c.households), 0) as households
 from {{ ref('dim_compound') }} as c
-left join {{ ref('community_names') }} as n using (community_code)
+left join {{ reference('community_names') }} as n using (community_code)
 group by c.community_code

@@ -10,7 +10,7 @@ with registry as (
 ),
 
 streets as (
-    select district_code, count(*) as streets from {{ ref('streets') }} group by district_code
+    select district_code, count(*) as streets from {{ reference('streets') }} as s group by district_code
 )
 
 select
@@ -21,6 +21,6 @@ select
     coalesce(r.communities, 0) as communities,
     coalesce(r.compounds, 0) as compounds,
     coalesce(r.households, 0) as households
-from {{ ref('districts') }} as d
+from {{ reference('districts') }} as d
 left join streets as s on s.district_code = d.district_code
 left join registry as r on r.district_code = d.district_code

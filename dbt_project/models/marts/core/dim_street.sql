@@ -17,6 +17,6 @@ select
     coalesce(r.communities, 0) as communities,
     coalesce(r.compounds, 0) as compounds,
     coalesce(r.households, 0) as households
-from {{ ref('streets') }} as s
-inner join {{ ref('districts') }} as d on d.district_code = s.district_code
+from {{ reference('streets') }} as s
+inner join {{ reference('districts') }} as d on d.district_code = s.district_code
 left join registry as r on r.street_code = s.street_code

@@ -31,6 +31,6 @@ select
     count(distinct m.diner_card_hash) as beneficiaries
 from meals as m
 cross join lateral (values
-    ('city', '140100'), ('district', m.district_code), ('street', m.street_code)
+    ('city', {{ city_of('m.district_code') }}), ('district', m.district_code), ('street', m.street_code)
 ) as sc (scope_level, scope_code)
 group by m.month_start, sc.scope_level, sc.scope_code

@@ -5,11 +5,11 @@
 -- Late: the reporter's first accepted file was loaded more than an hour after that source's
 -- first file of the same service day (i.e. not by the nightly run, but by a later reload).
 with expected as (
-    select 'streets' as source, street_code as reporter_code, street_code, district_code from {{ ref('streets') }}
+    select 'streets' as source, street_code as reporter_code, street_code, district_code from {{ reference('streets') }} as s
     union all
-    select 'canteens', canteen_code, street_code, district_code from {{ ref('canteens') }}
+    select 'canteens', canteen_code, street_code, district_code from {{ reference('canteens') }} as c
     union all
-    select 'assistance', point_code, street_code, district_code from {{ ref('assistance_points') }}
+    select 'assistance', point_code, street_code, district_code from {{ reference('assistance_points') }} as p
 ),
 
 ledger as (

@@ -12,7 +12,7 @@ with days as (
 grid as (
     select d.service_date, s.street_code, s.district_code
     from days as d
-    cross join {{ ref('streets') }} as s
+    cross join {{ reference('streets') }} as s
 ),
 
 assistance as (
