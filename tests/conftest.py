@@ -35,13 +35,16 @@ os.environ.setdefault("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
 # With -n (pyproject's addopts: --dist loadgroup) the scheduler below hands each group of tests to one
 # worker: a module by default (its module-scoped fixtures are made once), or a group named here for tests
 # that must share a worker though they live in different modules: a session fixture one build makes for
-# several modules (tests/dbt/conftest.py's `built`: the whole folder), or a server-wide resource one of
+# several modules (tests/dbt/conftest.py's `built`: the mart and grant tests), or a server-wide resource one of
 # them changes (PostgreSQL roles are the server's, not a database's: the shared Airflow night gives every
 # role a marker password, test_compose one role its password). Keys: a folder ("tests/x/"), a module, or a test.
 # (xdist's own `xdist_group` mark does not group with pytest 9's node ids, which xdist 3.8 cannot rename:
 # name the group here instead; a mark still works where xdist manages to put it in the node id.)
 NODE_GROUPS = {
-    "tests/dbt/": "dbt_warehouse",
+    # tests/dbt/conftest.py's `built` (one build of two nights) serves these two modules only; every other
+    # module of tests/dbt makes databases of its own and runs on any worker
+    "tests/dbt/test_dbt_warehouse.py": "dbt_warehouse",
+    "tests/dbt/test_dbt_grants.py": "dbt_warehouse",
     # the session fixture `airflow_night` (one `gov-warehouse run` of two nights, tests/support/airflow_night.py),
     # which also sets every role's password
     "tests/end_to_end/test_end_to_end.py": "airflow_night",
@@ -58,6 +61,7 @@ SLOW_GROUPS = [
     "airflow_night",
     "tests/orchestration/test_airflow_distributed.py",  # ~335 s
     "tests/orchestration/test_publish_gate.py",  # ~320 s
+    "tests/dbt/test_dbt_day_range.py",  # three nights built twice over (~385 s of fixtures)
     "dbt_warehouse",
     "tests/orchestration/test_scoped_reruns.py",
     "tests/reports/test_acting_email.py",  # ~100 s
@@ -65,6 +69,14 @@ SLOW_GROUPS = [
     "tests/orchestration/test_publish_watchdog.py",
     "tests/reports/test_notices.py",
     "tests/end_to_end/test_real_world_night.py",
+    # the other dbt modules, each a few dbt builds of its own
+    "tests/dbt/test_publish_delta.py",
+    "tests/dbt/test_province_night.py",
+    "tests/dbt/test_days_to_publish.py",
+    "tests/dbt/test_late_files.py",
+    "tests/dbt/test_case_key.py",
+    "tests/dbt/test_party_grid_section.py",
+    "tests/dbt/test_dbt_source_freshness.py",
 ]
 
 
