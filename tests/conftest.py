@@ -59,9 +59,9 @@ SLOW_GROUPS = [
     # end to end, secrets, Airflow UI: one run of two nights (~690 s alone at load 6), the end-to-end re-run
     # (~130 s), the UI's Airflow processes (~150 s): ~1,060 s in all
     "airflow_night",
+    "tests/orchestration/test_publish_gate.py",  # nine nights' steps, one after the other: ~1,110 s
     "tests/orchestration/test_airflow_distributed.py",  # ~335 s
-    "tests/orchestration/test_publish_gate.py",  # ~320 s
-    "tests/dbt/test_dbt_day_range.py",  # three nights built twice over (~385 s of fixtures)
+    "tests/dbt/test_dbt_day_range.py",  # four builds of three nights: ~470 s
     "dbt_warehouse",
     "tests/orchestration/test_scoped_reruns.py",
     "tests/reports/test_acting_email.py",  # ~100 s
@@ -173,6 +173,21 @@ def create_database(server_url: str, prefix: str = "gov_test") -> conninfo.ConnI
     with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     return admin.with_db(name)
+
+
+def clone_database(source: conninfo.ConnInfo, prefix: str = "gov_test") -> conninfo.ConnInfo:
+    """A copy of `source` made by PostgreSQL (CREATE DATABASE ... TEMPLATE: seconds, where loading and building
+    it again takes minutes), then bootstrapped again: a database's own grants and settings (who may connect,
+    jit) are not part of the copy. Nobody may be connected to `source` meanwhile."""
+    from warehouse.bootstrap import bootstrap
+
+    admin = source.with_db("postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{source.dbname}"')
+    info = admin.with_db(name)
+    bootstrap(info)
+    return info
 
 
 def drop_database(info: conninfo.ConnInfo) -> None:

@@ -9,6 +9,7 @@ end, the July ones start): 2023-06-30, 2023-07-01, 2023-07-02.
   (`service_date_from` 2023-07-01, `service_date` 2023-07-02: orchestration/steps.build_marts, as gov_publish's
   direct path runs it): a catch-up of pending nights. It must end
   with exactly the tables of the nightly builds, every mart and the registry history.
+  Both start from copies of one warehouse in which the first night was loaded and built (`first_night`).
 
 Then an older night is reprocessed after newer ones: a street sends a revised registry file for
 2023-06-30 after 2023-07-02 was built, and 2023-06-30 is built again. The history must be the one the
@@ -33,7 +34,7 @@ from orchestration.dbt_run import dbt_env
 from orchestration.publish import publish_candidate
 from scenario import writers
 from scenario.generator import Night, Scenario
-from tests.conftest import create_database, drop_database
+from tests.conftest import clone_database, create_database, drop_database
 from tests.dbt.test_dbt_warehouse import digest, query
 from tests.support.dbt_cli import declared_marts
 from warehouse import conninfo, settings
@@ -97,14 +98,28 @@ def scenario_nights(tmp_path_factory) -> tuple[Scenario, Path, dict[date, Night]
 
 
 @pytest.fixture(scope="module")
-def in_order(server_url, scenario_nights, tmp_path_factory):
-    """Each night loaded, then built by its own nightly build."""
+def first_night(server_url, scenario_nights, tmp_path_factory):
+    """The first night loaded and built by its nightly build: where both ways start, so each warehouse below
+    is a copy of this one (tests/conftest.clone_database) rather than a second load and build of it."""
     _, landing, _ = scenario_nights
-    wh = create_database(server_url, "gov_dbt_nightly")
+    wh = create_database(server_url, "gov_dbt_first")
     try:
         bootstrap(wh)
+        load(wh, landing, N1)
+        build(wh, tmp_path_factory.mktemp("first_target"), N1)
+        yield wh
+    finally:
+        drop_database(wh)
+
+
+@pytest.fixture(scope="module")
+def in_order(first_night, scenario_nights, tmp_path_factory):
+    """Each night loaded, then built by its own nightly build."""
+    _, landing, _ = scenario_nights
+    wh = clone_database(first_night, "gov_dbt_nightly")
+    try:
         target = tmp_path_factory.mktemp("nightly_target")
-        for day in (N1, N2, N3):
+        for day in (N2, N3):
             load(wh, landing, day)
             build(wh, target, day)
         yield {"wh": wh, "target": target, "digest": comparable(wh)}
@@ -113,15 +128,11 @@ def in_order(server_url, scenario_nights, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def as_range(server_url, scenario_nights, tmp_path_factory):
+def as_range(first_night, scenario_nights):
     """The first night built alone; the next two loaded, then built by one build of their range."""
     _, landing, _ = scenario_nights
-    wh = create_database(server_url, "gov_dbt_range")
+    wh = clone_database(first_night, "gov_dbt_range")
     try:
-        bootstrap(wh)
-        target = tmp_path_factory.mktemp("range_target")
-        load(wh, landing, N1)
-        build(wh, target, N1)
         publish_candidate(wh)
         load(wh, landing, N2)
         load(wh, landing, N3)
