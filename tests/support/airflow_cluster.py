@@ -76,8 +76,12 @@ class AirflowCluster:
     smtp_port: int
     extra_env: dict[str, str] = field(default_factory=dict)
     worker_concurrency: int = 2
-    # False: only Airflow's own set-up (metadata schema, pool), not the project's DAG preparation
+    # True: the dbt manifest is made first, for gov_publish's per-node dbt tasks (what `make run` does)
     prepare_dags: bool = True
+    # seconds between two parses of a DAG file. Each parse of the three files costs about 3 s of CPU, a
+    # third of a core at 10 s; the files do not change while a test runs, so a test can set this high and
+    # ask for the one re-parse it waits on (reparse)
+    dag_file_process_interval: int = 10
     api_port: int = field(default_factory=free_port)
     # generated once: task tokens are signed by the scheduler and checked by the api-server, and
     # connections are encrypted by one process and read by another, so all must share these
@@ -120,7 +124,7 @@ class AirflowCluster:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports[1]),
             # pick up runs and parse results quickly: the defaults are tuned for long-lived deployments
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.dag_file_process_interval),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         })
         env.update(self.extra_env)
@@ -138,19 +142,21 @@ class AirflowCluster:
         return proc
 
     def start(self) -> None:
+        """Set up the metadata database and start the four processes (the pool is made by wait_ready, over
+        the REST API: one `airflow` interpreter start fewer)."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self._check_celery_executor_imports()
+        # the import check runs beside the migration: each is mostly an interpreter importing Airflow
+        check = self._start_celery_executor_import_check()
         if self.prepare_dags:
-            # what `make run`/`make airflow` do before Airflow starts: metadata schema, the `warehouse` pool
-            # and whatever the DAG files need in place before they are parsed (the dbt manifest)
-            airflow_local.migrate(self.env)
-        else:
+            # what `make run`/`make airflow` do before Airflow parses the DAG files: the dbt manifest
+            airflow_local.ensure_dbt_manifest()
+        # the project's Airflow plugins: the scheduler cannot create a gov_publish run without the one
+        # registering its deadline reference (orchestration/deadlines.py)
+        airflow_local.install_plugins(Path(self.env["AIRFLOW__CORE__PLUGINS_FOLDER"]))
+        try:
             self.airflow("db", "migrate")
-            self.airflow("pools", "set", "warehouse", str(airflow_local.WAREHOUSE_POOL_SLOTS),
-                         "Concurrent warehouse sessions of the gov DAGs")
-            # the project's Airflow plugins: the scheduler cannot create a gov_publish run without the one
-            # registering its deadline reference (orchestration/deadlines.py)
-            airflow_local.install_plugins(Path(self.env["AIRFLOW__CORE__PLUGINS_FOLDER"]))
+        finally:
+            self._check_celery_executor_imports(check)
         worker_name = f"gov-test-{uuid.uuid4().hex[:6]}@%h"
         commands = {
             "api-server": ["api-server"],
@@ -165,17 +171,20 @@ class AirflowCluster:
             self.procs[name] = subprocess.Popen([airflow_local.airflow_bin(), *args], env=env, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def _check_celery_executor_imports(self) -> None:
+    def _start_celery_executor_import_check(self) -> subprocess.Popen:
+        python = str(Path(airflow_local.airflow_bin()).with_name("python"))
+        return subprocess.Popen([python, "-c", "import airflow.providers.celery.executors.celery_executor_utils"],
+                                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def _check_celery_executor_imports(self, check: subprocess.Popen) -> None:
         """Fail fast, with the reason, when the installed Celery and its Airflow provider do not fit together
         (e.g. celery 5.7 dropped `celery.backends.database.retry`, which provider 3.26 imports): otherwise
         the worker dies at start-up and the test only sees a dead process."""
-        python = str(Path(airflow_local.airflow_bin()).with_name("python"))
-        proc = subprocess.run([python, "-c", "import airflow.providers.celery.executors.celery_executor_utils"],
-                              env=self.env, capture_output=True, text=True)
-        if proc.returncode != 0:
+        _, stderr = check.communicate(timeout=300)
+        if check.returncode != 0:
             raise RuntimeError("the Celery executor cannot be imported with the installed packages (check the "
                                "celery / apache-airflow-providers-celery versions in uv.lock):\n"
-                               + proc.stderr[-1500:])
+                               + stderr[-1500:])
 
     def stop(self) -> None:
         # SIGTERM each process group (Airflow forks task runners and Celery pool children), then SIGKILL
@@ -223,6 +232,15 @@ class AirflowCluster:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         token = self._request("POST", "/auth/token", {"username": "admin", "password": passwords["admin"]}, auth=False)
         self._token = token["access_token"]
+        # what `make run`/`make airflow` create (airflow_local.migrate), before any DAG is unpaused
+        pool = {"name": "warehouse", "slots": airflow_local.WAREHOUSE_POOL_SLOTS,
+                "description": "Concurrent warehouse sessions of the gov DAGs", "include_deferred": False}
+        try:
+            self.post("/api/v2/pools", pool)
+        except ApiError as err:
+            if "409" not in str(err):  # 409: a metadata database used before has it already
+                raise
+            self.patch("/api/v2/pools/warehouse", pool)
         wanted = {"gov_ingest", "gov_publish", "gov_publish_watchdog"}
         while {d["dag_id"] for d in self.get("/api/v2/dags")["dags"]} < wanted:
             self.check_alive()
@@ -254,6 +272,11 @@ class AirflowCluster:
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def reparse(self, dag_id: str) -> None:
+        """Ask the dag-processor to parse the DAG's file now (it takes the request on its next loop)."""
+        token = self.get(f"/api/v2/dags/{dag_id}")["file_token"]
+        self._request("PUT", f"/api/v2/parseDagFile/{token}")
 
     def trigger(self, dag_id: str, logical_date: datetime | None, conf: dict | None = None,
                 run_after: datetime | None = None, note: str | None = None) -> dict:
