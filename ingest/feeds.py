@@ -9,7 +9,6 @@ turns each row into the raw table's row or a rejection naming the column and the
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 from ingest import normalize as n
 from ingest import pii
 from warehouse import reference as ref
-from warehouse.settings import DBT_PROJECT_DIR
 
 
 @dataclass(frozen=True)
@@ -89,10 +87,9 @@ class FeedSpec:
 
 @cache
 def known_districts() -> frozenset[str]:
-    """The district codes of the reference data (dbt_project/seeds/districts.csv, which the reporters' seeds
-    refer to): Taiyuan's ten, or a province's when its deployment's seeds hold them (scenario/province.py)."""
-    with (DBT_PROJECT_DIR / "seeds" / "districts.csv").open(encoding="utf-8", newline="") as f:
-        return frozenset(row["district_code"] for row in csv.DictReader(f))
+    """The district codes of the reference data in force (the districts seed, which the reporters' seeds refer
+    to): Taiyuan's ten, and in a province deployment (GOV_SCOPE=shanxi) the other cities' too."""
+    return frozenset(row["district_code"] for row in ref.seed_rows("districts"))
 
 
 def _code(pattern: str, what: str) -> Callable[[Any], str | None]:

@@ -16,7 +16,6 @@ system, and the kernel's protected_hardlinks forbids linking other users' files.
 
 from __future__ import annotations
 
-import csv
 import errno
 import os
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path, PosixPath
 
 from ingest.feeds import SPECS, FeedSpec
 from ingest.rejections import UnreadableFile
-from warehouse.settings import DBT_PROJECT_DIR
+from warehouse import reference as ref
 
 # the reference seed naming each feed's reporters (dbt_project/seeds/<seed>.csv), and its code column
 REPORTER_SEEDS = {"streets": ("streets", "street_code"), "canteens": ("canteens", "canteen_code"),
@@ -83,10 +82,10 @@ def is_in_progress(name: str) -> bool:
 
 @cache
 def known_reporters(source: str) -> frozenset[str]:
-    """The reporter codes of a feed, from its reference seed (dbt_project/seeds)."""
+    """The reporter codes of a feed, from its reference seed in force (warehouse.reference.seed_rows: Taiyuan's,
+    and in a province deployment, GOV_SCOPE=shanxi, the other cities' too)."""
     seed, column = REPORTER_SEEDS[source]
-    with (DBT_PROJECT_DIR / "seeds" / f"{seed}.csv").open(encoding="utf-8", newline="") as f:
-        return frozenset(row[column] for row in csv.DictReader(f))
+    return frozenset(row[column] for row in ref.seed_rows(seed))
 
 
 def utf8_problem(name: str) -> Refused | None:
