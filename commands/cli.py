@@ -62,10 +62,12 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from scenario.province import scenario_for
+    from scenario.province import scenario_for, setup_note
 
     out = Path(args.out) if args.out else settings.landing_dir()
     scenario = scenario_for(args.scope, args.seed)
+    if (note := setup_note(args.scope)) is not None:
+        print(note, flush=True)
     # the messy files and the landing-zone oddities are Taiyuan's reporters' (a province's Taiyuan part)
     city = getattr(scenario, "taiyuan", scenario)
     days = _days(args.day, args.to)

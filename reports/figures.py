@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from reports import casework, city_figures
+from warehouse import settings
 from warehouse.connections import BI_READER, connect_as
 from warehouse.conninfo import ConnInfo
 
@@ -37,7 +38,11 @@ class Scope:
         """SQL condition restricting rows to this scope (coverage marts name a street row's code scope_code)."""
         prefix = f"{alias}." if alias else ""
         if self.level == "city":
-            return "true", ()
+            # a street's (or district's) code starts with its city's four digits; in a city deployment every row
+            # is the city's, and rows that name no street stay in its totals
+            if settings.scope() == "taiyuan":
+                return "true", ()
+            return f"left({prefix}{street_column}, 4) || '00' = %s", (self.code,)
         column = "district_code" if self.level == "district" else street_column
         return f"{prefix}{column} = %s", (self.code,)
 

@@ -17,7 +17,6 @@ late and corrected files); the reminders are judged only when `day` is the lates
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import Counter
@@ -33,10 +32,10 @@ from reports.claims import CLAIMED, SENT, Ledger
 from reports.mail import REFUSED, deliver
 from reports.notice_content import FileVersion
 from reports.notice_rules import reason_of
+from warehouse import reference as ref
 from warehouse import settings
 from warehouse.connections import REPORTER, connect_as
 from warehouse.conninfo import ConnInfo
-from warehouse.settings import DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 PROBLEMS, RECEIVED, MISSING = "problems", "received", "missing"
@@ -225,14 +224,16 @@ def missing_streaks(wh: ConnInfo, source: str, day: date) -> list[tuple[str, dat
 
 
 def load_contacts(wh: ConnInfo) -> dict[str, dict]:
-    """reporter code -> contact, from the `reporter_contacts` seed (before dbt has loaded it: its file)."""
+    """reporter code -> contact, from the `reporter_contacts` seed (before dbt has loaded it: its file), and in a
+    province deployment (GOV_SCOPE=shanxi) the other cities' reporters' too (warehouse.reference.seed_files)."""
     try:
         with connect_as(REPORTER, wh, row_factory=dict_row) as conn:
-            rows = conn.execute("select reporter_code, reporter_kind, reporter_name, email "
-                                "from seeds.reporter_contacts").fetchall()
+            rows = []
+            for path in ref.seed_files("reporter_contacts"):
+                rows += conn.execute("select reporter_code, reporter_kind, reporter_name, email "
+                                     f"from seeds.{path.stem}").fetchall()
     except psycopg.errors.UndefinedTable:
-        with (DBT_PROJECT_DIR / "seeds" / "reporter_contacts.csv").open(encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = ref.seed_rows("reporter_contacts")
     return {r["reporter_code"]: r for r in rows}
 
 
