@@ -10,7 +10,10 @@ with registry as (
 ),
 
 streets as (
-    select district_code, count(*) as streets from {{ reference('streets') }} as s group by district_code
+    -- the alias: a province deployment's reference() is a subquery
+    select district_code, count(*) as streets
+    from {{ reference('streets') }} as s  -- noqa: AL05
+    group by district_code
 )
 
 select

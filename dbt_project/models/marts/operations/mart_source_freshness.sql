@@ -4,12 +4,16 @@
 -- Expected reporters come from the reference seeds (streets, canteens, assistance points).
 -- Late: the reporter's first accepted file was loaded more than an hour after that source's
 -- first file of the same service day (i.e. not by the nightly run, but by a later reload).
+-- the aliases: a province deployment's reference() is a subquery
 with expected as (
-    select 'streets' as source, street_code as reporter_code, street_code, district_code from {{ reference('streets') }} as s
+    select 'streets' as source, street_code as reporter_code, street_code, district_code
+    from {{ reference('streets') }} as s  -- noqa: AL05
     union all
-    select 'canteens', canteen_code, street_code, district_code from {{ reference('canteens') }} as c
+    select 'canteens', canteen_code, street_code, district_code
+    from {{ reference('canteens') }} as c  -- noqa: AL05
     union all
-    select 'assistance', point_code, street_code, district_code from {{ reference('assistance_points') }} as p
+    select 'assistance', point_code, street_code, district_code
+    from {{ reference('assistance_points') }} as p  -- noqa: AL05
 ),
 
 ledger as (

@@ -15,7 +15,9 @@ with days as (
 ),
 
 cities as (
-    select distinct {{ city_of('district_code') }} as city_code from {{ reference('districts') }} as d
+    -- the alias: a province deployment's reference() is a subquery
+    select distinct {{ city_of('district_code') }} as city_code
+    from {{ reference('districts') }} as d  -- noqa: AL05
 ),
 
 registry as (
