@@ -175,3 +175,21 @@ def test_the_programme_reconciles_as_taiyuans_does(province):
     sql = (f"select figure_key, scope_code, warehouse, matches from {CANDIDATE}.mart_published_figures "
            "order by figure_key, scope_code")
     assert _query(province["province"], sql) == _query(province["taiyuan"], sql)
+
+
+def test_taiyuans_city_email_reads_taiyuan_only(province):
+    """The city email's figures (reports.figures.load_report: trend, streets needing attention, districts side by
+    side) for 太原市 in the province deployment are the Taiyuan deployment's, not the eleven cities' sums."""
+    from orchestration.publish import publish_candidate
+    from reports.figures import Scope, load_report
+
+    city = Scope("city", "140100", "太原市")
+    publish_candidate(province["taiyuan"])
+    taiyuan = load_report(province["taiyuan"], city, DAY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(settings.SCOPE_VAR, "shanxi")
+        publish_candidate(province["province"])
+        shanxi = load_report(province["province"], city, DAY)
+    assert taiyuan.published and shanxi.published
+    assert taiyuan.days[DAY]["canteen_person_times"] == len(province["taiyuan_night"].meals)  # the generator's
+    assert (shanxi.days, shanxi.attention, shanxi.districts) == (taiyuan.days, taiyuan.attention, taiyuan.districts)
