@@ -19,7 +19,7 @@ from ingest import feeds, landing, loader
 from orchestration import steps
 from scenario.generator import Scenario
 from scenario.province import OTHER_CITIES, CityScenario
-from tests.conftest import create_database, drop_database
+from tests.conftest import clone_database, create_database, drop_database
 from tests.support.dbt_cli import dbt
 from warehouse import conninfo, settings
 from warehouse.bootstrap import bootstrap
@@ -37,14 +37,6 @@ PLACE_COLUMNS = ("city_code", "scope_code", "district_code", "street_code", "com
 def _query(wh: conninfo.ConnInfo, sql: str, args: tuple = ()) -> list[dict]:
     with psycopg.connect(wh.conninfo(), row_factory=psycopg.rows.dict_row) as conn:
         return conn.execute(sql, args or None).fetchall()
-
-
-def _template_copy(server_url: str, wh: conninfo.ConnInfo, prefix: str) -> conninfo.ConnInfo:
-    target = create_database(server_url, prefix)
-    drop_database(target)  # the name only: created again from the template
-    with psycopg.connect(wh.with_db("postgres").conninfo(), autocommit=True) as conn:
-        conn.execute(f'create database "{target.dbname}" template "{wh.dbname}"')
-    return target
 
 
 def _forget_reference() -> None:
@@ -69,7 +61,7 @@ def province(server_url, tmp_path_factory):
         taiyuan_night = Scenario().write_night(DAY, ty_landing)
         for source in settings.FEEDS:
             loader.load_night(taiyuan_wh, ty_landing, source, DAY)
-        province_wh = _template_copy(server_url, taiyuan_wh, "gov_province_sx")
+        province_wh = clone_database(taiyuan_wh, "gov_province_sx")
         city = CityScenario(YANGQUAN)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv(settings.SCOPE_VAR, "shanxi")
